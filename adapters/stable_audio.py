@@ -1,0 +1,278 @@
+"""stable-audio-tools adapter: `diffusion_cond` models (v-objective and rectified flow).
+
+Models are built with the toolkit's own ``create_model_from_config`` and weights read with its
+``load_ckpt_state_dict`` (``model_config.json`` + ``model.safetensors`` or ``model.ckpt``). The
+per-sample loss is the objective of ``DiffusionCondTrainingWrapper.training_step``, reusing the
+toolkit's noise schedule (``get_alphas_sigmas``) and distribution shift, but with the draws given
+explicitly and the reduction kept per sample (the wrapper reduces over the batch and draws from
+global random state, which is right for training and wrong for measurement).
+
+stable-audio-tools is imported lazily: listing this adapter never needs it.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from tda_plugin.adapter import Conditioning
+from tda_plugin.errors import CheckpointError, MissingDependencyError, TdaError
+from tda_plugin.hookspecs import hookimpl
+from tda_plugin.randomness import Draws
+from tda_plugin.registry import AdapterSpec
+
+log = logging.getLogger(__name__)
+
+NAME = "stable-audio"
+REQUIREMENT = "stable-audio-tools (pip install 'tda-plugin[stable-audio]')"
+
+
+def _toolkit() -> Any:
+    """Import stable-audio-tools quietly, or say in one line what to install."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints about flash-attn on import
+            import stable_audio_tools.models.factory as factory
+            import stable_audio_tools.models.utils as utils
+            import stable_audio_tools.inference.sampling as sampling
+    except ImportError as exc:
+        raise MissingDependencyError(f"the stable-audio adapter needs {REQUIREMENT}: {exc}") from None
+    return factory, utils, sampling
+
+
+def fingerprint_files(config: dict[str, Any], checkpoint: Path) -> str:
+    """sha256 over the canonical config JSON and the checkpoint bytes (streamed)."""
+    h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    with open(checkpoint, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_config(model_config: Path) -> dict[str, Any]:
+    try:
+        config = json.loads(Path(model_config).read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{model_config}: no such model config") from None
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{model_config}: not valid JSON ({exc})") from None
+    if config.get("model_type") not in ("diffusion_cond", "diffusion_cond_inpaint"):
+        raise CheckpointError(f"{model_config}: model_type {config.get('model_type')!r} is not supported "
+                              "(the stable-audio adapter handles diffusion_cond models)")
+    return config
+
+
+def build_model(config: dict[str, Any]) -> torch.nn.Module:
+    factory, _, _ = _toolkit()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return factory.create_model_from_config(config)
+    except (KeyError, AssertionError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"model config cannot be built by stable-audio-tools: {exc!r}") from None
+
+
+def load_weights(model: torch.nn.Module, checkpoint: Path) -> None:
+    """Load a checkpoint strictly; a mismatch with the config is one line naming the first differences."""
+    _, utils, _ = _toolkit()
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise CheckpointError(f"{checkpoint}: no such checkpoint")
+    try:
+        state = utils.load_ckpt_state_dict(str(checkpoint))
+    except Exception as exc:
+        raise CheckpointError(f"{checkpoint}: cannot read checkpoint ({exc})") from None
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if shapes:
+            k = shapes[0]
+            parts.append(f"{len(shapes)} of another shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)})")
+        raise CheckpointError(f"{checkpoint} does not match its model config: " + "; ".join(parts))
+    model.load_state_dict(state, strict=True)
+
+
+class StableAudioAdapter:
+    """A loaded stable-audio-tools `diffusion_cond` model, seen through :class:`tda_plugin.adapter.ModelAdapter`."""
+
+    name = NAME
+
+    def __init__(self, model: torch.nn.Module, config: dict[str, Any], fingerprint: str, device: str = "cpu") -> None:
+        _, _, self._sampling = _toolkit()
+        self.model = model.to(device).eval().requires_grad_(False)
+        self.config = config
+        self.fingerprint = fingerprint
+        self.sample_rate = int(config["sample_rate"])
+        self.channels = int(config.get("audio_channels", 2))
+        self.objective = getattr(model, "diffusion_objective", "v")
+        if self.objective not in ("v", "rectified_flow", "rf_denoiser"):
+            raise TdaError(f"unsupported diffusion objective {self.objective!r}")
+        self.timestep_sampler = config.get("training", {}).get("timestep_sampler", "uniform")
+        if self.timestep_sampler not in ("uniform", "logit_normal"):
+            raise TdaError(f"timestep sampler {self.timestep_sampler!r} is not supported (uniform, logit_normal)")
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def load(cls, checkpoint: Path, *, model_config: Path | None, device: str = "cpu") -> "StableAudioAdapter":
+        checkpoint = Path(checkpoint)
+        if model_config is None:
+            model_config = checkpoint.with_name("model_config.json")
+        config = read_config(Path(model_config))
+        model = build_model(config)
+        load_weights(model, checkpoint)
+        return cls(model, config, fingerprint_files(config, checkpoint), device)
+
+    # -- ModelAdapter -------------------------------------------------------------------------
+    @property
+    def module(self) -> torch.nn.Module:
+        return self.model
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def downsampling(self) -> int:
+        return int(self.model.min_input_length)
+
+    def valid_segment_samples(self, samples: int) -> int:
+        return max(self.downsampling, samples - samples % self.downsampling)
+
+    def default_segment_samples(self) -> int:
+        return self.valid_segment_samples(int(self.config.get("sample_size", self.sample_rate * 10)))
+
+    @torch.no_grad()
+    def encode(self, audio: torch.Tensor) -> torch.Tensor:
+        """Pretransform latents; a VAE bottleneck contributes its mean, so encoding is deterministic."""
+        audio = audio.to(self.device, torch.float32)
+        pre = self.model.pretransform
+        if pre is None:
+            return audio
+        ae = getattr(pre, "model", None)
+        bottleneck = getattr(ae, "bottleneck", None)
+        if bottleneck is not None and type(bottleneck).__name__ == "VAEBottleneck":
+            latents = ae.encoder(audio)
+            mean, _ = latents.chunk(2, dim=1)
+            return (mean / pre.scale).float()
+        return pre.encode(audio).float()
+
+    @torch.no_grad()
+    def decode(self, encoded: torch.Tensor) -> torch.Tensor:
+        pre = self.model.pretransform
+        encoded = encoded.to(self.device)
+        return encoded if pre is None else pre.decode(encoded).float()
+
+    def frame_mask(self, sample_mask: torch.Tensor, frames: int) -> torch.Tensor:
+        b, s = sample_mask.shape
+        ratio = max(1, s // frames)
+        pooled = sample_mask[:, : frames * ratio].reshape(b, frames, ratio).any(dim=-1)
+        return pooled.to(self.device)
+
+    def condition(self, conditioning: list[Conditioning]) -> dict[str, Any]:
+        metadata = [{"prompt": c.prompt or "", "seconds_start": float(c.start_s), "seconds_total": float(c.total_s)}
+                    for c in conditioning]
+        try:
+            with torch.no_grad():
+                return self.model.conditioner(metadata, self.device)
+        except ValueError as exc:
+            raise TdaError(f"the model's conditioning needs inputs tda-plugin does not provide: {exc}") from None
+
+    def timesteps(self, quantiles: torch.Tensor, frames: int) -> torch.Tensor:
+        """Map shared stratified quantiles through the model's own timestep sampler and shift."""
+        u = quantiles.double()
+        if self.timestep_sampler == "logit_normal":
+            t = torch.sigmoid(math.sqrt(2.0) * torch.erfinv(2 * u - 1))
+        else:
+            t = u
+        t = t.float()
+        if self.model.dist_shift is not None:
+            t = self.model.dist_shift.time_shift(t, frames)
+        return t
+
+    @staticmethod
+    def _repeat_cond(cond: dict[str, Any], d: int) -> dict[str, Any]:
+        return {k: [x.repeat_interleave(d, dim=0) if torch.is_tensor(x) else x for x in v] for k, v in cond.items()}
+
+    def loss(self, encoded: torch.Tensor, cond: dict[str, Any], draws: Draws, mask: torch.Tensor | None = None,
+             cfg_dropout: float = 0.0) -> torch.Tensor:
+        """Per-(sample, draw) MSE of the objective's target, as in DiffusionCondTrainingWrapper.
+
+        ``cfg_dropout`` is for training only (the demo); measurement always uses 0.
+        """
+        b, d = encoded.shape[0], draws.count
+        dev = self.device
+        x0 = encoded.to(dev, torch.float32)
+        t = self.timesteps(draws.quantiles, x0.shape[-1]).to(dev).repeat(b)
+        noise = draws.normal(x0.shape[1:]).to(dev).flatten(0, 1)
+        x = x0.repeat_interleave(d, dim=0)
+        if self.objective == "v":
+            alphas, sigmas = self._sampling.get_alphas_sigmas(t)
+        else:
+            alphas, sigmas = 1 - t, t
+        alphas, sigmas = alphas[:, None, None], sigmas[:, None, None]
+        noised = x * alphas + noise * sigmas
+        targets = noise * alphas - x * sigmas if self.objective == "v" else noise - x
+        out = self.model(noised, t, cond=self._repeat_cond(cond, d), cfg_dropout_prob=cfg_dropout)
+        err = (out.float() - targets).pow(2)
+        if mask is None:
+            per = err.mean(dim=(1, 2))
+        else:
+            m = mask.to(dev, torch.float32).repeat_interleave(d, dim=0)[:, None, :]
+            per = (err * m).sum(dim=(1, 2)) / (m.sum(dim=(1, 2)) * err.shape[1]).clamp_min(1.0)
+        return per.reshape(b, d)
+
+    @torch.no_grad()
+    def features(self, encoded: torch.Tensor, cond: dict[str, Any], draws: Draws) -> torch.Tensor:
+        """Mean and std over tokens of the DiT transformer's output, averaged over draws."""
+        captured: list[torch.Tensor] = []
+        transformer = self.model.model.model.transformer
+        handle = transformer.register_forward_hook(lambda _m, _i, out: captured.append(out))
+        try:
+            self.loss(encoded, cond, draws)
+        finally:
+            handle.remove()
+        h = captured[-1].float()
+        feats = torch.cat([h.mean(dim=1), h.std(dim=1)], dim=-1)
+        return feats.reshape(encoded.shape[0], draws.count, -1).mean(dim=1)
+
+    def parameter_groups(self) -> dict[str, list[str]]:
+        names = [n for n, _ in self.model.named_parameters() if ".transformer.layers." in n]
+        groups = {
+            "blocks": names,
+            "self_attn": [n for n in names if ".self_attn." in n],
+            "cross_attn": [n for n in names if ".cross_attn." in n],
+            "cross_attn_kv": [n for n in names if ".cross_attn.to_kv." in n],
+        }
+        return {k: v for k, v in groups.items() if v}
+
+    @contextlib.contextmanager
+    def training(self) -> Iterator[None]:
+        """Train mode with gradients on, for the demo's trainer; restores eval + frozen after."""
+        self.model.train().requires_grad_(True)
+        if self.model.pretransform is not None:
+            self.model.pretransform.eval().requires_grad_(False)
+        try:
+            yield
+        finally:
+            self.model.eval().requires_grad_(False)
+
+
+def load(checkpoint: Path, *, model_config: Path | None = None, device: str = "cpu") -> StableAudioAdapter:
+    return StableAudioAdapter.load(checkpoint, model_config=model_config, device=device)
+
+
+@hookimpl
+def tda_adapters() -> list[AdapterSpec]:
+    return [AdapterSpec(NAME, "stable-audio-tools diffusion_cond models (v / rectified flow)", load, REQUIREMENT)]

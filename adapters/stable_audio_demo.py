@@ -1,0 +1,109 @@
+"""The demo's model: a small `diffusion_cond` DiT of stable-audio-tools' real architecture.
+
+Built by the toolkit's ``create_model_from_config`` from a config shaped like Stable Audio Open's
+(DiT with cross-attention on prompt + seconds_start + seconds_total, global conditioning on the
+seconds), scaled down to train on 2 CPU cores in minutes. Two substitutions, both said here:
+the prompt conditioner is the toolkit's offline ``list`` conditioner (one entry per style prompt),
+and the pretransform is its invertible ``wavelet`` transform instead of a VAE, since a VAE cannot be
+trained in the demo's time budget and a random one would not decode what the DiT generates.
+Saved the way real checkpoints are: ``model_config.json`` + ``model.safetensors``.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from tda_plugin import audio as audio_io
+from tda_plugin.adapter import Conditioning
+from tda_plugin.atomic import atomic_path, write_json
+from tda_plugin.catalog import Track
+from tda_plugin.progress import task
+from tda_plugin.randomness import make_draws
+
+from .stable_audio import StableAudioAdapter, build_model
+
+log = logging.getLogger(__name__)
+
+
+def demo_config(prompts: list[str], *, sample_rate: int = 8000, segment_samples: int = 16384,
+                objective: str = "v", embed_dim: int = 128, depth: int = 4) -> dict[str, Any]:
+    cond_dim = 64
+    return {
+        "model_type": "diffusion_cond", "sample_size": segment_samples, "sample_rate": sample_rate, "audio_channels": 1,
+        "model": {
+            "pretransform": {"type": "wavelet", "config": {"channels": 1, "levels": 6, "wavelet": "bior4.4"}},
+            "conditioning": {"cond_dim": cond_dim, "configs": [
+                {"id": "prompt", "type": "list", "config": {"options": list(prompts)}},
+                {"id": "seconds_start", "type": "number", "config": {"min_val": 0, "max_val": 512}},
+                {"id": "seconds_total", "type": "number", "config": {"min_val": 0, "max_val": 512}}]},
+            "diffusion": {
+                "cross_attention_cond_ids": ["prompt", "seconds_start", "seconds_total"],
+                "global_cond_ids": ["seconds_start", "seconds_total"],
+                "diffusion_objective": objective, "type": "dit",
+                "config": {"io_channels": 64, "embed_dim": embed_dim, "depth": depth, "num_heads": embed_dim // 32,
+                           "cond_token_dim": cond_dim, "global_cond_dim": 2 * cond_dim, "project_cond_tokens": False,
+                           "transformer_type": "continuous_transformer", "patch_size": 2}},
+            "io_channels": 64},
+        "training": {"timestep_sampler": "uniform"},
+    }
+
+
+def train_demo_model(tracks: list[Track], out_dir: Path, *, minutes: float, seed: int = 0,
+                     config: dict[str, Any] | None = None, batch: int = 8, draws: int = 2,
+                     lr: float = 1e-3) -> tuple[Path, Path]:
+    """Train on random crops of the catalogue for ``minutes`` of wall clock; returns (checkpoint, config)."""
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    config = config or demo_config(sorted({t.caption or "" for t in tracks}))
+    model = build_model(config)
+    adapter = StableAudioAdapter(model, config, fingerprint="training")
+    seg = adapter.default_segment_samples()
+    sr, ch = adapter.sample_rate, adapter.channels
+    encoded: list[tuple[Track, torch.Tensor, float]] = []
+    for t in tracks:
+        data, rate = audio_io.load(t.resolved)
+        data, _ = audio_io.conform(data, rate, sr, ch)
+        usable = adapter.valid_segment_samples(data.shape[1])
+        if usable < seg:
+            continue
+        encoded.append((t, adapter.encode(torch.from_numpy(data[None, :, :usable]))[0].cpu(), data.shape[1] / sr))
+    frames = adapter.encode(torch.zeros(1, ch, seg)).shape[-1]
+    hop = seg // frames
+    params = [p for n, p in model.named_parameters() if not n.startswith("pretransform")]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    budget = minutes * 60.0
+    start, step = time.monotonic(), 0
+    with adapter.training(), task(f"training demo model ({minutes:g} min)", int(budget)) as advance:
+        while (elapsed := time.monotonic() - start) < budget:
+            crops, conds = [], []
+            for _ in range(batch):
+                t, lat, total = encoded[rng.randrange(len(encoded))]
+                off = rng.randrange(0, lat.shape[-1] - frames + 1)
+                crops.append(lat[:, off:off + frames])
+                conds.append(Conditioning(t.caption, off * hop / sr, total))
+            d = make_draws(seed * 1_000_003 + step, [f"train/{i}" for i in range(batch)], draws)
+            warm = min(1.0, (step + 1) / 100)
+            for g in opt.param_groups:
+                g["lr"] = lr * warm
+            loss = adapter.loss(torch.stack(crops), adapter.condition(conds), d, cfg_dropout=0.1).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            step += 1
+            advance(int(time.monotonic() - start) - int(elapsed))
+    log.info("trained %d steps in %.0f s, last loss %.4f", step, time.monotonic() - start, float(loss))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt, cfg = out_dir / "model.safetensors", out_dir / "model_config.json"
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    with atomic_path(ckpt) as tmp:
+        save_file(state, str(tmp), metadata={"steps": str(step)})
+    write_json(cfg, config)
+    return ckpt, cfg
+

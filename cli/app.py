@@ -1,0 +1,194 @@
+"""The `tda` command line: thin — parse, call the Python API, render with Rich.
+
+Data goes to stdout (tables, ``--json -``); progress, warnings and errors go to stderr.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from tda_plugin import __version__
+from tda_plugin.hookspecs import HOOKSPEC_VERSION
+from tda_plugin.settings import AttributeSettings, IndexSettings, UnlearnSettings
+
+from .errors import err, guarded
+
+app = typer.Typer(help="Training data attribution by unlearning for music generative models.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+index_app = typer.Typer(help="Build and inspect attribution indexes.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+out = Console(highlight=False)
+
+Device = Annotated[str, typer.Option(help="cpu, cuda, cuda:N, or auto (cuda when available)")]
+
+
+def _device(name: str) -> str:
+    if name == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def _candidates(value: str) -> int | str:
+    if value == "all":
+        return "all"
+    try:
+        return int(value)
+    except ValueError:
+        raise typer.BadParameter("an integer or 'all'") from None
+
+
+@app.callback()
+def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log progress details")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=err, show_time=False, show_path=False)], force=True)
+
+
+@index_app.command("build")
+@guarded
+def index_build(
+    corpus: Annotated[Path, typer.Argument(help="catalogue directory with tracks.csv (or the CSV itself)")],
+    out_dir: Annotated[Path, typer.Option("--out", help="index directory to create or resume")],
+    ckpt: Annotated[Path, typer.Option("--ckpt", "--checkpoint", help="model checkpoint (model.safetensors / model.ckpt)")],
+    model_config: Annotated[Optional[Path], typer.Option(help="model_config.json (default: beside the checkpoint)")] = None,
+    adapter: Annotated[str, typer.Option(help="model adapter (see `tda plugins`)")] = "stable-audio",
+    segment_seconds: Annotated[Optional[float], typer.Option(help="segment length; default: the model's sample_size")] = None,
+    draws: Annotated[int, typer.Option(help="loss draws (timestep, noise) per segment")] = IndexSettings.draws,
+    seed: Annotated[int, typer.Option(help="seed of all fixed randomness")] = IndexSettings.seed,
+    fisher_segments: Annotated[int, typer.Option(help="segments sampled for the diagonal Fisher")] = IndexSettings.fisher_segments,
+    embedder: Annotated[str, typer.Option(help="prefilter embedder")] = IndexSettings.embedder,
+    shard_size: Annotated[int, typer.Option(help="segments per shard (unit of resumption)")] = IndexSettings.shard_size,
+    batch_size: Annotated[int, typer.Option(help="segment-draws per forward pass")] = 64,
+    device: Device = "auto",
+    overwrite: Annotated[bool, typer.Option(help="replace an index built with other settings")] = False,
+) -> None:
+    """Build (or resume) the attribution index of a catalogue for one model."""
+    from tda_plugin.index.builder import build_index
+    from tda_plugin.registry import load_adapter
+
+    settings = IndexSettings(segment_seconds, draws, seed, fisher_segments, embedder, shard_size)
+    model = load_adapter(adapter, ckpt, model_config=model_config, device=_device(device))
+    report = build_index(corpus, out_dir, model, checkpoint=ckpt, model_config=model_config or ckpt.with_name("model_config.json"),
+                         settings=settings, batch_size=batch_size, overwrite=overwrite)
+    for path, why in report.failures:
+        err.print(f"[yellow]skipped[/] {path}: {why}", soft_wrap=True)
+    resumed = f", resumed after {report.resumed_shards} finished shard(s)" if report.resumed_shards else ""
+    err.print(f"index {out_dir}: {report.segments} segments of {report.tracks} tracks, "
+              f"{len(report.failures)} file(s) skipped{resumed}")
+
+
+@index_app.command("info")
+@guarded
+def index_info(index: Annotated[Path, typer.Argument(help="index directory")],
+               as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """Describe an index: model fingerprint, adapter, counts, draws, embedder, size."""
+    from tda_plugin.index.store import Index
+
+    info = Index(index).info()
+    if as_json:
+        out.print_json(json.dumps(info))
+        return
+    table = Table(title=f"index {index}", show_header=False)
+    for key, value in info.items():
+        table.add_row(key, ", ".join(value) if isinstance(value, list) else str(value))
+    out.print(table)
+
+
+@app.command()
+@guarded
+def attribute(
+    audio: Annotated[list[Path], typer.Argument(help="generated audio file(s)")],
+    index: Annotated[Path, typer.Option(help="index directory")],
+    prompt: Annotated[Optional[str], typer.Option(help="the prompt the clip was generated with")] = None,
+    top: Annotated[int, typer.Option(help="segments to report")] = 10,
+    candidates: Annotated[str, typer.Option(help="candidates scored exactly (prefilter top-M) or 'all'")] = "256",
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write the result JSON here ('-' for stdout)")] = None,
+    mode: Annotated[str, typer.Option(help="newton or ascent")] = UnlearnSettings.mode,
+    alpha: Annotated[float, typer.Option(help="unlearning step size α")] = UnlearnSettings.alpha,
+    steps: Annotated[int, typer.Option(help="ascent steps (newton: 1)")] = UnlearnSettings.steps,
+    subset: Annotated[str, typer.Option(help="blocks, self_attn, cross_attn or cross_attn_kv")] = UnlearnSettings.subset,
+    unlearn_draws: Annotated[int, typer.Option(help="draws averaged for the query gradient")] = UnlearnSettings.unlearn_draws,
+    damping: Annotated[float, typer.Option(help="λ as a fraction of the mean Fisher")] = UnlearnSettings.damping,
+    ewc: Annotated[float, typer.Option(help="EWC weight (ascent)")] = UnlearnSettings.ewc,
+    mask_silence: Annotated[bool, typer.Option(help="mask silent frames out of the query loss")] = True,
+    batch_size: Annotated[int, typer.Option(help="segment-draws per forward pass")] = 64,
+    device: Device = "auto",
+) -> None:
+    """Attribute saved generations: who made the music in AUDIO?"""
+    from tda_plugin.attributor import Attributor
+    from tda_plugin.report import artists_table, credits_table
+
+    settings = AttributeSettings(UnlearnSettings(mode, alpha, steps, subset, unlearn_draws, damping, ewc, mask_silence),
+                                 top=top, candidates=_candidates(candidates), batch_size=batch_size)
+    attributor = Attributor.from_index(index, device=_device(device))
+    results = []
+    for path in audio:
+        result = attributor.attribute_file(path, prompt=prompt, settings=settings).to_dict()
+        results.append(result)
+        if json_out is None or str(json_out) != "-":
+            out.print(credits_table(result, top=top))
+            out.print(artists_table(result))
+    if json_out is not None:
+        doc = json.dumps(results[0] if len(results) == 1 else results, indent=2)
+        if str(json_out) == "-":
+            print(doc)
+        else:
+            from tda_plugin.atomic import write_text
+
+            write_text(json_out, doc + "\n")
+
+
+@app.command()
+@guarded
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="where everything is written")] = Path("demo-out"),
+    corpus: Annotated[Optional[Path], typer.Option(help="a real catalogue (DIR/tracks.csv) instead of the synthetic one")] = None,
+    minutes: Annotated[float, typer.Option(help="training budget (wall clock)")] = 3.0,
+    clips: Annotated[int, typer.Option(help="clips to generate and attribute")] = 4,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Device = "auto",
+) -> None:
+    """Synthesise a catalogue, train a small stable-audio-tools model, index, generate, attribute, report."""
+    from tda_plugin.demo.pipeline import run_demo
+    from tda_plugin.report import credits_table
+
+    run = run_demo(out_dir, corpus=corpus, minutes=minutes, clips=clips, seed=seed, device=_device(device),
+                   show=lambda r: out.print(credits_table(r.to_dict(), top=5)))
+    err.print(f"{len(run.clips)} clip(s) in {out_dir}/clips (WAV + .credits.json); "
+              f"prompted style's artist credited first in {run.styles_credited_first}/{len(run.clips)}; "
+              f"report: {run.report}")
+
+
+@app.command()
+@guarded
+def plugins() -> None:
+    """List the adapters and embedders that installed plugins provide."""
+    from tda_plugin.plugins import FAILED
+    from tda_plugin.registry import adapters, embedders
+
+    table = Table(title=f"tda-plugin {__version__} (hookspec {HOOKSPEC_VERSION})")
+    for col in ("kind", "name", "description"):
+        table.add_column(col)
+    for spec in adapters().values():
+        table.add_row("adapter", spec.name, spec.description)
+    for spec in embedders().values():
+        table.add_row("embedder", spec.name, spec.description)
+    out.print(table)
+    for name, why in FAILED.items():
+        err.print(f"[yellow]plugin {name!r} failed to load:[/] {why}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""The public API: attribute a generated clip to the training segments, tracks and artists it owes most to.
+
+    from tda_plugin import Attributor
+    result = Attributor.from_index("idx/").attribute(audio, sample_rate, prompt="...")
+    result.to_dict()["credits"]
+
+Pipeline (DESIGN.md): conform + window the query -> encode -> unlearn (Newton or ascent, on the chosen
+parameter subset, silence/padding masked) -> prefilter candidates (FAISS) -> exact scores
+τ_i = L(z_i, θ') − L(z_i, θ0) against the cached baseline -> credits.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import audio as audio_io
+from .adapter import Conditioning, ModelAdapter
+from .credits import build_credits
+from .errors import AudioError, TdaError
+from .fisher import named_parameters
+from .index import vectors
+from .index.builder import segment_conditioning
+from .index.store import Index
+from .randomness import make_draws, query_stream, segment_stream
+from .registry import get_embedder_spec, load_adapter
+from .scoring import losses
+from .settings import AttributeSettings
+from .unlearn import applied, unlearning_delta
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AttributionResult:
+    """One attributed query; ``to_dict()`` is the JSON document the CLI writes."""
+
+    query: dict[str, Any]
+    model: dict[str, Any]
+    method: dict[str, Any]
+    segments: list[dict[str, Any]]
+    credits: list[dict[str, Any]]
+    artists: list[dict[str, Any]]
+    #: τ of every scored candidate (segment id -> score), for evaluation; not in the JSON
+    scores: dict[int, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"query": self.query, "model": self.model, "method": self.method, "segments": self.segments,
+                "credits": self.credits, "artists": self.artists}
+
+
+@dataclass
+class EncodedQuery:
+    encoded: torch.Tensor         # [W, ...]
+    mask: torch.Tensor | None     # [W, frames] keep-mask
+    conditioning: list[Conditioning]
+    duration_s: float
+
+
+class Attributor:
+    """An index together with the model it was built for."""
+
+    def __init__(self, index: Index, adapter: ModelAdapter) -> None:
+        index.check_model(adapter.fingerprint, adapter.name)
+        self.index = index
+        self.adapter = adapter
+        self._fisher: dict[str, torch.Tensor] | None = None
+
+    @classmethod
+    def from_index(cls, index_dir: str | Path, *, device: str = "cpu", adapter: ModelAdapter | None = None) -> "Attributor":
+        """Open an index and load the model recorded in it (or use an already loaded ``adapter``)."""
+        index = Index(Path(index_dir))
+        if adapter is None:
+            meta = index.meta
+            adapter = load_adapter(meta.adapter, Path(meta.checkpoint),
+                                   model_config=Path(meta.model_config) if meta.model_config else None, device=device)
+        return cls(index, adapter)
+
+    @property
+    def fisher(self) -> dict[str, torch.Tensor]:
+        if self._fisher is None:
+            self._fisher = self.index.fisher()
+        return self._fisher
+
+    # -- query ----------------------------------------------------------------------------------
+    def encode_query(self, audio: np.ndarray | torch.Tensor, sample_rate: int, prompt: str | None,
+                     mask_silence: bool = True, name: str = "query", seconds_start: float = 0.0,
+                     seconds_total: float | None = None) -> EncodedQuery:
+        meta = self.index.meta
+        data = audio.detach().cpu().numpy() if torch.is_tensor(audio) else np.asarray(audio, dtype=np.float32)
+        data = data[None] if data.ndim == 1 else data
+        if data.size == 0:
+            raise AudioError(f"{name}: audio is empty")
+        data, changes = audio_io.conform(data, sample_rate, meta.sample_rate, meta.channels)
+        if changes:
+            log.warning("%s: %s to match the model", name, ", ".join(changes))
+        duration = data.shape[1] / meta.sample_rate
+        if data.shape[1] < meta.segment_samples:
+            raise AudioError(f"{name}: {duration:.2f} s is shorter than one {meta.segment_seconds:.2f} s segment of this index")
+        wins, keep = audio_io.windows(data, meta.segment_samples)
+        wav = torch.from_numpy(wins)
+        encoded = self.adapter.encode(wav)
+        sample_keep = torch.from_numpy(keep)
+        if mask_silence:
+            frame = max(1, meta.segment_samples // encoded.shape[-1])
+            sample_keep &= audio_io.silence_mask(wav, frame)
+        if not bool(sample_keep.any()):
+            raise AudioError(f"{name}: the audio is silent; nothing to attribute")
+        mask = self.adapter.frame_mask(sample_keep, encoded.shape[-1])
+        total = duration if seconds_total is None else seconds_total
+        conds = [Conditioning(prompt, seconds_start + w * meta.segment_seconds, total) for w in range(len(wins))]
+        return EncodedQuery(encoded, mask, conds, duration)
+
+    def candidates(self, query: EncodedQuery, settings: AttributeSettings) -> list[int]:
+        all_ids = sorted(self.index.segments)
+        if settings.candidates == "all" or settings.candidates >= len(all_ids):
+            return all_ids
+        meta = self.index.meta
+        spec = get_embedder_spec(meta.settings["embedder"])
+        streams = [query_stream(w) for w in range(len(query.conditioning))]
+        emb = spec.embed(self.adapter, query.encoded, self.adapter.condition(query.conditioning), streams,
+                         meta.settings["seed"]).numpy()
+        q = vectors.normalise(emb).mean(axis=0)
+        return sorted(int(i) for i in vectors.search(self.index.vectors(), q, int(settings.candidates)))
+
+    def attribute(self, audio: np.ndarray | torch.Tensor, sample_rate: int, *, prompt: str | None = None,
+                  settings: AttributeSettings = AttributeSettings(), path: str | None = None,
+                  seconds_start: float = 0.0, seconds_total: float | None = None) -> AttributionResult:
+        """Attribute one clip. ``prompt``, ``seconds_start`` and ``seconds_total`` are the conditioning it was
+        generated with (stable-audio-tools timing conditioning; ``seconds_total`` defaults to the clip's length)."""
+        meta = self.index.meta
+        seed, draws = meta.settings["seed"], meta.settings["draws"]
+        un = settings.unlearn
+        query = self.encode_query(audio, sample_rate, prompt, un.mask_silence, name=path or "query",
+                                  seconds_start=seconds_start, seconds_total=seconds_total)
+        groups = self.adapter.parameter_groups()
+        if un.subset not in groups:
+            raise TdaError(f"parameter subset {un.subset!r} does not exist in this model ({', '.join(groups)})")
+
+        names = groups[un.subset]
+        q_streams = [query_stream(w) for w in range(len(query.conditioning))]
+        q_draws = make_draws(seed + 1, q_streams, un.unlearn_draws)  # own draws: the query is not a training segment
+        delta, relative_step = unlearning_delta(self.adapter, names, self.fisher, query.encoded, self.adapter.condition(query.conditioning),
+                                 q_draws, query.mask if un.mask_silence else None, un, len(self.index.segments))
+
+        ids = self.candidates(query, settings)
+        latents = self.index.gather(ids, "latents")
+        baseline = self.index.baseline_rows(ids)
+        conds = [segment_conditioning(self.index.tracks[self.index.segments[i].track_id], self.index.segments[i]) for i in ids]
+        with applied(named_parameters(self.adapter, names), delta):
+            after = losses(self.adapter, latents, conds, [segment_stream(i) for i in ids], seed=seed, draws=draws,
+                           batch_size=settings.batch_size)
+        tau = (after - baseline).mean(dim=1)
+        if un.normalize == "self":
+            score = tau / self.index.baseline_rows(ids, f"sensitivity.{un.subset}").clamp_min(1e-30)
+        else:
+            score = tau
+        scores = {sid: float(s) for sid, s in zip(ids, score.tolist())}
+        raw = dict(zip(ids, tau.tolist()))
+        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+        segs, credits, artists = build_credits(ranked, self.index.segments, self.index.tracks, settings.top)
+        for seg in segs:
+            seg["loss_change"] = raw[seg["segment_id"]]
+        result = AttributionResult(
+            query={"path": path, "prompt": prompt, "duration_s": round(query.duration_s, 6),
+                   "seconds_start": seconds_start, "seconds_total": query.conditioning[0].total_s},
+            model={"adapter": self.adapter.name, "fingerprint": self.adapter.fingerprint},
+            method={**un.to_dict(), "draws": draws, "seed": seed, "candidates": settings.candidates,
+                    "scored": len(ids), "embedder": meta.settings["embedder"], "training_segments": len(self.index.segments),
+                    "segment_seconds": meta.segment_seconds, "relative_step": relative_step},
+            segments=segs, credits=credits, artists=artists, scores=scores)
+        from .plugins import get_plugin_manager
+
+        get_plugin_manager().hook.tda_after_attribution(result=result.to_dict())
+        return result
+
+    def attribute_file(self, path: Path, *, prompt: str | None = None, settings: AttributeSettings = AttributeSettings(),
+                       seconds_start: float = 0.0, seconds_total: float | None = None) -> AttributionResult:
+        data, sr = audio_io.load(Path(path))
+        return self.attribute(data, sr, prompt=prompt, settings=settings, path=str(path),
+                              seconds_start=seconds_start, seconds_total=seconds_total)

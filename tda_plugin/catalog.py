@@ -1,0 +1,52 @@
+"""Read a catalogue: DIR/tracks.csv with path, title, artist, license and an optional caption.
+
+This is the format ../shared/data/fetch_real_music.sh writes. Paths are relative to DIR or absolute.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import CatalogError
+
+REQUIRED = ("path", "title", "artist", "license")
+CAPTION_COLUMNS = ("caption", "prompt")
+
+
+@dataclass(frozen=True)
+class Track:
+    track_id: int
+    path: str          # as the catalogue gave it
+    resolved: Path     # where to read it
+    title: str
+    artist: str
+    license: str
+    caption: str | None
+
+
+def read_catalog(corpus: Path) -> list[Track]:
+    corpus = Path(corpus)
+    csv_path = corpus / "tracks.csv" if corpus.is_dir() else corpus
+    if not csv_path.is_file():
+        raise CatalogError(f"{csv_path}: no tracks.csv (columns: {', '.join(REQUIRED)}[, caption])")
+    root = csv_path.parent
+    with csv_path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        columns = [c.strip() for c in reader.fieldnames or []]
+        missing = [c for c in REQUIRED if c not in columns]
+        if missing:
+            raise CatalogError(f"{csv_path}: missing column(s) {', '.join(missing)} (found: {', '.join(columns) or 'none'})")
+        caption_col = next((c for c in CAPTION_COLUMNS if c in columns), None)
+        tracks = []
+        for row in reader:
+            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+            if not row.get("path"):
+                continue
+            p = Path(row["path"])
+            caption = row.get(caption_col) if caption_col else None
+            tracks.append(Track(len(tracks), row["path"], p if p.is_absolute() else root / p,
+                                row["title"], row["artist"], row["license"], caption or None))
+    if not tracks:
+        raise CatalogError(f"{csv_path}: the catalogue is empty")
+    return tracks

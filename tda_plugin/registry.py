@@ -1,0 +1,86 @@
+"""What plugins register: adapter and embedder specs, and lookup by name with clear errors."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+import torch
+
+from .errors import TdaError, UnknownPluginError
+
+if TYPE_CHECKING:
+    from .adapter import Conditioning, ModelAdapter
+
+
+class AdapterLoader(Protocol):
+    def __call__(self, checkpoint: Path, *, model_config: Path | None, device: str) -> "ModelAdapter": ...
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """A model adapter as a plugin offers it: a name, what it needs, and a lazy loader."""
+
+    name: str
+    description: str
+    load: AdapterLoader
+    #: pip requirement to print when the toolkit is missing
+    requires: str = ""
+
+
+class EmbedFn(Protocol):
+    def __call__(self, adapter: "ModelAdapter", encoded: torch.Tensor, cond: Any, streams: list[str], seed: int) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class EmbedderSpec:
+    """A prefilter embedder: ``embed`` returns [B, E] float32 vectors (normalised by the caller)."""
+
+    name: str
+    description: str
+    embed: EmbedFn
+
+
+def _collect(results: list[list[Any]], kind: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for specs in results:
+        for spec in specs or []:
+            if spec.name in out:
+                raise TdaError(f"two plugins provide the {kind} {spec.name!r}; uninstall one of them")
+            out[spec.name] = spec
+    return out
+
+
+def adapters() -> dict[str, AdapterSpec]:
+    from .plugins import get_plugin_manager
+
+    return _collect(get_plugin_manager().hook.tda_adapters(), "adapter")
+
+
+def embedders() -> dict[str, EmbedderSpec]:
+    from .plugins import get_plugin_manager
+
+    return _collect(get_plugin_manager().hook.tda_embedders(), "embedder")
+
+
+def get_adapter_spec(name: str) -> AdapterSpec:
+    found = adapters()
+    if name not in found:
+        known = ", ".join(sorted(found)) or "none installed"
+        raise UnknownPluginError(f"unknown adapter {name!r} (available: {known})")
+    return found[name]
+
+
+def get_embedder_spec(name: str) -> EmbedderSpec:
+    found = embedders()
+    if name not in found:
+        known = ", ".join(sorted(found)) or "none installed"
+        raise UnknownPluginError(f"unknown embedder {name!r} (available: {known})")
+    return found[name]
+
+
+def load_adapter(name: str, checkpoint: Path, *, model_config: Path | None = None, device: str = "cpu") -> "ModelAdapter":
+    return get_adapter_spec(name).load(Path(checkpoint), model_config=model_config, device=device)
+
+
+ConditionFn = Callable[[list["Conditioning"]], Any]

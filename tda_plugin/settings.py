@@ -1,0 +1,99 @@
+"""Settings as validated dataclasses. CLI options mirror these fields; results record them all."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from .errors import TdaError
+
+SUBSETS = ("blocks", "self_attn", "cross_attn", "cross_attn_kv")
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """How an index is built. Every field changes the index, so all are stored in index.json."""
+
+    #: segment length in seconds; None takes the adapter's default (the model's training length)
+    segment_seconds: float | None = None
+    #: loss draws (timestep, noise) per segment: the baseline and every score average over them
+    draws: int = 16
+    #: seed of all fixed randomness (noise of (segment, draw), timestep strata, Fisher sample)
+    seed: int = 0
+    #: training segments sampled for the diagonal Fisher
+    fisher_segments: int = 64
+    #: prefilter embedder (a name registered through the tda_embedders hook)
+    embedder: str = "activations"
+    #: segments per shard file: the unit of resumption
+    shard_size: int = 64
+    #: λ of the stored per-segment sensitivities, as a fraction of the subset's mean Fisher
+    damping: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.segment_seconds is not None and self.segment_seconds <= 0:
+            raise TdaError("segment length must be positive")
+        if self.draws < 1 or self.fisher_segments < 1 or self.shard_size < 1:
+            raise TdaError("draws, fisher segments and shard size must be at least 1")
+        if self.damping < 0:
+            raise TdaError("damping must be non-negative")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class UnlearnSettings:
+    """How the query is forgotten (DESIGN.md, method step 5)."""
+
+    #: "newton": one Fisher-preconditioned step; "ascent": several gradient-ascent steps with an EWC penalty
+    mode: Literal["newton", "ascent"] = "newton"
+    #: step size α of θ' = θ0 + (α/N)(F + λI)^-1 ∇L(ẑ); for "ascent", each step's rate is α/N too
+    alpha: float = 1e-5
+    #: ascent steps (the Newton step is always one)
+    steps: int = 1
+    #: parameter subset: blocks (all transformer blocks), self_attn, cross_attn, cross_attn_kv
+    subset: str = "blocks"
+    #: loss draws averaged for the query gradient
+    unlearn_draws: int = 64
+    #: λ as a fraction of the mean Fisher diagonal of the subset (scale-free damping)
+    damping: float = 0.1
+    #: "self": score τ_i / s_i, each segment's loss change relative to its own sensitivity
+    #: s_i = sqrt(g_iᵀ(F+λI)^-1 g_i) (relative influence); "none": the raw loss change τ_i
+    normalize: Literal["self", "none"] = "self"
+    #: EWC weight for "ascent": penalty (ewc/2) Σ F (θ - θ0)² keeps the model near θ0
+    ewc: float = 1.0
+    #: mask silent frames (and padding) out of the query loss
+    mask_silence: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("newton", "ascent"):
+            raise TdaError(f"unknown unlearning mode {self.mode!r} (newton or ascent)")
+        if self.subset not in SUBSETS:
+            raise TdaError(f"unknown parameter subset {self.subset!r} (one of {', '.join(SUBSETS)})")
+        if self.alpha <= 0 or self.steps < 1 or self.unlearn_draws < 1 or self.damping < 0 or self.ewc < 0:
+            raise TdaError("alpha must be positive, steps and unlearn draws at least 1, damping and ewc non-negative")
+        if self.normalize not in ("self", "none"):
+            raise TdaError(f"unknown normalisation {self.normalize!r} (self or none)")
+        if self.mode == "newton" and self.steps != 1:
+            raise TdaError("the Newton step is a single step; use --mode ascent for several steps")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AttributeSettings:
+    """What an attribution returns and how many candidates get exact scores."""
+
+    unlearn: UnlearnSettings = field(default_factory=UnlearnSettings)
+    #: segments to report
+    top: int = 10
+    #: candidates scored exactly: an int (top-M by the prefilter) or "all" (no prefilter)
+    candidates: int | Literal["all"] = 256
+    #: segment-draws per forward pass when scoring
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.top < 1 or self.batch_size < 1:
+            raise TdaError("top and batch size must be at least 1")
+        if self.candidates != "all" and (not isinstance(self.candidates, int) or self.candidates < 1):
+            raise TdaError("candidates must be a positive integer or 'all'")
