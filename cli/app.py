@@ -66,6 +66,7 @@ def index_build(
     fisher_segments: Annotated[int, typer.Option(help="segments sampled for the diagonal Fisher")] = IndexSettings.fisher_segments,
     embedder: Annotated[str, typer.Option(help="prefilter embedder")] = IndexSettings.embedder,
     shard_size: Annotated[int, typer.Option(help="segments per shard (unit of resumption)")] = IndexSettings.shard_size,
+    damping: Annotated[float, typer.Option(help="λ of the stored sensitivities, as a fraction of the mean Fisher")] = IndexSettings.damping,
     batch_size: Annotated[int, typer.Option(help="segment-draws per forward pass")] = 64,
     device: Device = "auto",
     overwrite: Annotated[bool, typer.Option(help="replace an index built with other settings")] = False,
@@ -74,7 +75,8 @@ def index_build(
     from tda_plugin.index.builder import build_index
     from tda_plugin.registry import load_adapter
 
-    settings = IndexSettings(segment_seconds, draws, seed, fisher_segments, embedder, shard_size)
+    settings = IndexSettings(segment_seconds=segment_seconds, draws=draws, seed=seed, fisher_segments=fisher_segments,
+                             embedder=embedder, shard_size=shard_size, damping=damping)
     model = load_adapter(adapter, ckpt, model_config=model_config, device=_device(device))
     report = build_index(corpus, out_dir, model, checkpoint=ckpt, model_config=model_config or ckpt.with_name("model_config.json"),
                          settings=settings, batch_size=batch_size, overwrite=overwrite)
@@ -118,7 +120,10 @@ def attribute(
     unlearn_draws: Annotated[int, typer.Option(help="draws averaged for the query gradient")] = UnlearnSettings.unlearn_draws,
     damping: Annotated[float, typer.Option(help="λ as a fraction of the mean Fisher")] = UnlearnSettings.damping,
     ewc: Annotated[float, typer.Option(help="EWC weight (ascent)")] = UnlearnSettings.ewc,
+    normalize: Annotated[str, typer.Option(help="self: τ relative to each segment's sensitivity; none: raw τ")] = UnlearnSettings.normalize,
     mask_silence: Annotated[bool, typer.Option(help="mask silent frames out of the query loss")] = True,
+    seconds_start: Annotated[float, typer.Option(help="timing conditioning the clip was generated with")] = 0.0,
+    seconds_total: Annotated[Optional[float], typer.Option(help="timing conditioning (default: the clip's length)")] = None,
     batch_size: Annotated[int, typer.Option(help="segment-draws per forward pass")] = 64,
     device: Device = "auto",
 ) -> None:
@@ -126,12 +131,14 @@ def attribute(
     from tda_plugin.attributor import Attributor
     from tda_plugin.report import artists_table, credits_table
 
-    settings = AttributeSettings(UnlearnSettings(mode, alpha, steps, subset, unlearn_draws, damping, ewc, mask_silence),
-                                 top=top, candidates=_candidates(candidates), batch_size=batch_size)
+    unlearn = UnlearnSettings(mode=mode, alpha=alpha, steps=steps, subset=subset, unlearn_draws=unlearn_draws,
+                              damping=damping, ewc=ewc, normalize=normalize, mask_silence=mask_silence)  # type: ignore[arg-type]
+    settings = AttributeSettings(unlearn, top=top, candidates=_candidates(candidates), batch_size=batch_size)
     attributor = Attributor.from_index(index, device=_device(device))
     results = []
     for path in audio:
-        result = attributor.attribute_file(path, prompt=prompt, settings=settings).to_dict()
+        result = attributor.attribute_file(path, prompt=prompt, settings=settings, seconds_start=seconds_start,
+                                           seconds_total=seconds_total).to_dict()
         results.append(result)
         if json_out is None or str(json_out) != "-":
             out.print(credits_table(result, top=top))
