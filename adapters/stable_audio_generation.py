@@ -5,7 +5,7 @@
                                            sample_size=441000, seed=42, device="cpu")
 
 ``generate_diffusion_cond`` is called unchanged with the given keyword arguments (its stdout chatter
-is swallowed); each generated clip is then attributed with its own prompt.
+is swallowed); each generated clip is then attributed with its own conditioning (prompt and timing).
 """
 from __future__ import annotations
 
@@ -38,7 +38,10 @@ def generate_with_credits(attributor: Attributor, *, settings: AttributeSettings
     conditioning = generate_kwargs.get("conditioning") or [{}]
     results = []
     for i in range(audio.shape[0]):
-        prompt = conditioning[min(i, len(conditioning) - 1)].get("prompt")
+        cond = conditioning[min(i, len(conditioning) - 1)]
         clip = audio[i].detach().float().clamp(-1, 1).cpu().numpy()
-        results.append(attributor.attribute(clip, adapter.sample_rate, prompt=prompt, settings=settings))
+        total = cond.get("seconds_total")
+        results.append(attributor.attribute(clip, adapter.sample_rate, prompt=cond.get("prompt"), settings=settings,
+                                            seconds_start=float(cond.get("seconds_start", 0.0)),
+                                            seconds_total=None if total is None else float(total)))
     return out, results
