@@ -1,0 +1,26 @@
+# Two entry points on a fresh machine: `make demo` and `make test` (each creates .venv first).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
+
+.PHONY: demo test venv clean
+
+$(BIN)/tda: pyproject.toml requirements/constraints.txt requirements/toolkits.txt requirements/toolkits-nodeps.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) torch==2.14.1
+	$(PIP) -r requirements/toolkits.txt
+	$(PIP) --no-deps -r requirements/toolkits-nodeps.txt
+	$(PIP) -e '.[dev]'
+	touch $(BIN)/tda
+
+venv: $(BIN)/tda
+
+demo: venv
+	$(BIN)/tda demo --out demo-out
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) demo-out

@@ -1,0 +1,111 @@
+"""Behavioural checks against known answers (DESIGN.md, "Ground truth"), shared by tests and bench/.
+
+* self: a training segment cut out of its track must rank itself first;
+* planted copies: the segment with 20 dB SNR noise, or pitch-shifted by a semitone, must credit its
+  source track first;
+* generated: clips generated with a style's prompt must credit that style's artist most.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import audio as audio_io
+from .attributor import Attributor
+from .settings import AttributeSettings
+
+Transform = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
+
+
+def add_noise(x: np.ndarray, sr: int, rng: np.random.Generator, snr_db: float = 20.0) -> np.ndarray:
+    noise = rng.standard_normal(x.shape).astype(np.float32)
+    gain = np.sqrt(np.mean(x**2) / (np.mean(noise**2) * 10 ** (snr_db / 10)))
+    return (x + gain * noise).astype(np.float32)
+
+
+def pitch_shift(x: np.ndarray, sr: int, rng: np.random.Generator, semitones: float = 1.0) -> np.ndarray:
+    """Duration-preserving pitch shift (torchaudio's phase vocoder + resampling)."""
+    import torch
+    import torchaudio.functional as AF
+
+    y = AF.pitch_shift(torch.from_numpy(x), sr, n_steps=semitones).numpy()
+    return y[..., : x.shape[-1]].astype(np.float32)
+
+
+@dataclass
+class CheckOutcome:
+    name: str
+    hits: int = 0
+    total: int = 0
+    ranks: list[int] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.hits / self.total if self.total else 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"check": self.name, "hits": self.hits, "total": self.total, "rate": round(self.rate, 4)}
+        if self.ranks:
+            out["mean_rank"] = round(float(np.mean(self.ranks)), 3)
+        return out
+
+
+def spread_segments(att: Attributor, count: int) -> list[int]:
+    """``count`` segment ids spread evenly over the catalogue (every track order, every position)."""
+    ids = sorted(att.index.segments)
+    step = max(1, len(ids) // count)
+    return ids[::step][:count]
+
+
+def segment_audio(att: Attributor, segment_id: int) -> np.ndarray:
+    meta = att.index.meta
+    seg = att.index.segments[segment_id]
+    data, sr = audio_io.load(Path(att.index.tracks[seg.track_id].resolved))
+    data, _ = audio_io.conform(data, sr, meta.sample_rate, meta.channels)
+    start = int(round(seg.start_s * meta.sample_rate))
+    return data[:, start:start + meta.segment_samples]
+
+
+def segment_checks(att: Attributor, ids: list[int], settings: AttributeSettings, transforms: dict[str, Transform | None],
+                   seed: int = 0) -> list[CheckOutcome]:
+    """For each segment and transform: attribute the (transformed) cut-out with the segment's own conditioning.
+
+    "self" (no transform) counts rank-1 of the segment itself; the others count the source track credited first.
+    """
+    rng = np.random.default_rng(seed)
+    outcomes = {name: CheckOutcome(name) for name in transforms}
+    sr = att.index.meta.sample_rate
+    for sid in ids:
+        seg = att.index.segments[sid]
+        track = att.index.tracks[seg.track_id]
+        clip = segment_audio(att, sid)
+        for name, transform in transforms.items():
+            query = clip if transform is None else transform(clip, sr, rng)
+            result = att.attribute(query, sr, prompt=track.caption, settings=settings,
+                                   seconds_start=seg.start_s, seconds_total=track.duration_s)
+            ranked = sorted(result.scores, key=lambda k: (-result.scores[k], k))
+            out = outcomes[name]
+            out.total += 1
+            if transform is None:
+                out.ranks.append(ranked.index(sid) + 1)
+                out.hits += ranked[0] == sid
+            else:
+                out.hits += result.credits[0]["track_id"] == seg.track_id
+    return list(outcomes.values())
+
+
+def generated_checks(att: Attributor, style_artist: dict[str, str], generate: Callable[[str, int], np.ndarray],
+                     settings: AttributeSettings, clips_per_style: int = 1, seed: int = 0) -> CheckOutcome:
+    """Generate clips per style prompt; a hit is the style's artist holding the largest share."""
+    out = CheckOutcome("generated: prompted artist credited first")
+    sr = att.index.meta.sample_rate
+    for k, (prompt, artist) in enumerate(sorted(style_artist.items())):
+        for j in range(clips_per_style):
+            clip = generate(prompt, seed + 1000 * j + k)
+            result = att.attribute(clip, sr, prompt=prompt, settings=settings)
+            out.total += 1
+            out.hits += bool(result.artists) and result.artists[0]["artist"] == artist
+    return out
