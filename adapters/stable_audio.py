@@ -46,12 +46,22 @@ def _toolkit() -> Any:
     return factory, utils, sampling
 
 
-def fingerprint_files(config: dict[str, Any], checkpoint: Path) -> str:
-    """sha256 over the canonical config JSON and the checkpoint bytes (streamed)."""
+def fingerprint(config: dict[str, Any], checkpoint: Path, model: torch.nn.Module) -> str:
+    """sha256 over the canonical config JSON, the checkpoint bytes, and the weights of conditioners
+    that live outside the checkpoint (T5 and CLAP load from the Hugging Face cache; another cached
+    version would otherwise pass unnoticed)."""
     h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     with open(checkpoint, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):
             h.update(block)
+    conditioner = getattr(model, "conditioner", None)
+    for key, cond in sorted((conditioner.conditioners.items() if conditioner is not None else [])):
+        external = cond.__dict__.get("model")  # not a registered submodule, so not in the checkpoint
+        if isinstance(external, torch.nn.Module):
+            h.update(key.encode())
+            for name, tensor in sorted(external.state_dict().items()):
+                h.update(name.encode())
+                h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 
@@ -73,6 +83,12 @@ def build_model(config: dict[str, Any]) -> torch.nn.Module:
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             return factory.create_model_from_config(config)
+    except OSError as exc:  # a conditioner's pretrained files (T5, CLAP) are not in the local cache
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        names = [c.get("config", {}).get("t5_model_name", c.get("type")) for c in
+                 config.get("model", {}).get("conditioning", {}).get("configs", []) if c.get("type") in ("t5", "clap_text", "clap_audio")]
+        raise CheckpointError(f"the model's conditioner needs pretrained files that are not in the Hugging Face cache "
+                              f"({', '.join(map(str, names)) or 'unknown'}): {first}") from None
     except (KeyError, AssertionError, TypeError, ValueError) as exc:
         raise CheckpointError(f"model config cannot be built by stable-audio-tools: {exc!r}") from None
 
@@ -132,7 +148,7 @@ class StableAudioAdapter:
         config = read_config(Path(model_config))
         model = build_model(config)
         load_weights(model, checkpoint)
-        return cls(model, config, fingerprint_files(config, checkpoint), device)
+        return cls(model, config, fingerprint(config, checkpoint, model), device)
 
     # -- ModelAdapter -------------------------------------------------------------------------
     @property
@@ -198,7 +214,11 @@ class StableAudioAdapter:
             t = u
         t = t.float()
         if self.model.dist_shift is not None:
-            t = self.model.dist_shift.time_shift(t, frames)
+            # the training wrapper shifts by reals.shape[2]: latent frames when training on pre-encoded
+            # latents, audio samples otherwise
+            pre_encoded = self.config.get("training", {}).get("pre_encoded", False)
+            length = frames if pre_encoded or self.model.pretransform is None else frames * self.downsampling
+            t = self.model.dist_shift.time_shift(t, length)
         return t
 
     @staticmethod

@@ -144,8 +144,11 @@ class Attributor:
         names = groups[un.subset]
         q_streams = [query_stream(w) for w in range(len(query.conditioning))]
         q_draws = make_draws(seed + 1, q_streams, un.unlearn_draws)  # own draws: the query is not a training segment
-        delta, relative_step = unlearning_delta(self.adapter, names, self.fisher, query.encoded, self.adapter.condition(query.conditioning),
-                                 q_draws, query.mask if un.mask_silence else None, un, len(self.index.segments))
+        index_damping = float(meta.settings.get("damping", 0.1))
+        damping = index_damping if un.damping is None else un.damping
+        delta, relative_step = unlearning_delta(
+            self.adapter, names, self.fisher, query.encoded, self.adapter.condition(query.conditioning), q_draws,
+            query.mask if un.mask_silence else None, un, len(self.index.segments), damping)
 
         ids = self.candidates(query, settings)
         latents = self.index.gather(ids, "latents")
@@ -156,7 +159,8 @@ class Attributor:
                            batch_size=settings.batch_size)
         tau = (after - baseline).mean(dim=1)
         if un.normalize == "self":
-            score = tau / self.index.baseline_rows(ids, f"sensitivity.{un.subset}").clamp_min(1e-30)
+            sens = self.index.baseline_rows(ids, f"sensitivity.{un.subset}")
+            score = tau / sens.clamp_min(float(sens.max()) * 1e-6 + 1e-30)  # a zero-gradient segment must not explode
         else:
             score = tau
         scores = {sid: float(s) for sid, s in zip(ids, score.tolist())}
@@ -169,7 +173,7 @@ class Attributor:
             query={"path": path, "prompt": prompt, "duration_s": round(query.duration_s, 6),
                    "seconds_start": seconds_start, "seconds_total": query.conditioning[0].total_s},
             model={"adapter": self.adapter.name, "fingerprint": self.adapter.fingerprint},
-            method={**un.to_dict(), "draws": draws, "seed": seed, "candidates": settings.candidates,
+            method={**un.to_dict(), "damping": damping, "sensitivity_damping": index_damping, "draws": draws, "seed": seed, "candidates": settings.candidates,
                     "scored": len(ids), "embedder": meta.settings["embedder"], "training_segments": len(self.index.segments),
                     "segment_seconds": meta.segment_seconds, "relative_step": relative_step},
             segments=segs, credits=credits, artists=artists, scores=scores)

@@ -25,12 +25,16 @@ class Track:
     caption: str | None
 
 
-def read_catalog(corpus: Path) -> list[Track]:
+def catalog_csv(corpus: Path) -> Path:
     corpus = Path(corpus)
-    csv_path = corpus / "tracks.csv" if corpus.is_dir() else corpus
+    return corpus / "tracks.csv" if corpus.is_dir() else corpus
+
+
+def read_catalog(corpus: Path) -> list[Track]:
+    csv_path = catalog_csv(corpus)
     if not csv_path.is_file():
         raise CatalogError(f"{csv_path}: no tracks.csv (columns: {', '.join(REQUIRED)}[, caption])")
-    root = csv_path.parent
+    root = csv_path.parent.resolve()
     with csv_path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         columns = [c.strip() for c in reader.fieldnames or []]

@@ -1,6 +1,6 @@
 """Common random numbers: the draws of every loss are a pure function of (seed, stream, draw).
 
-A *stream* names what is being scored ("segment/42", "query/0/window/3"). Noise never depends on
+A *stream* names what is being scored ("segment/42", "query/window/3"). Noise never depends on
 batch position, batch size, device or global RNG state, so any subset of segments can be scored in any
 order, on any rank, and reproduce the baseline exactly. Timestep quantiles are shared by all streams
 and stratified over (0, 1) so that a few draws cover the whole noise schedule.

@@ -54,12 +54,14 @@ class UnlearnSettings:
     subset: str = "blocks"
     #: loss draws averaged for the query gradient
     unlearn_draws: int = 64
-    #: λ as a fraction of the mean Fisher diagonal of the subset (scale-free damping)
-    damping: float = 0.1
+    #: λ as a fraction of the mean Fisher diagonal of the subset; None: the index's damping (which the
+    #: stored sensitivities of the "self" normalisation were computed with)
+    damping: float | None = None
     #: "self": score τ_i / s_i, each segment's loss change relative to its own sensitivity
     #: s_i = sqrt(g_iᵀ(F+λI)^-1 g_i) (relative influence); "none": the raw loss change τ_i
     normalize: Literal["self", "none"] = "self"
-    #: EWC weight for "ascent": penalty (ewc/2) Σ F (θ - θ0)² keeps the model near θ0
+    #: EWC weight for "ascent" in [0, 1]: each step is Δ ← (1 − ewc)·Δ + (α/N)(F+λI)^-1 ∇L(ẑ, θ0+Δ)
+    #: (preconditioned ascent on L(ẑ) − (N/2α)·ewc·ΔᵀF̃Δ); 1 re-takes the Newton step from the moved point
     ewc: float = 1.0
     #: mask silent frames (and padding) out of the query loss
     mask_silence: bool = True
@@ -69,8 +71,10 @@ class UnlearnSettings:
             raise TdaError(f"unknown unlearning mode {self.mode!r} (newton or ascent)")
         if self.subset not in SUBSETS:
             raise TdaError(f"unknown parameter subset {self.subset!r} (one of {', '.join(SUBSETS)})")
-        if self.alpha <= 0 or self.steps < 1 or self.unlearn_draws < 1 or self.damping < 0 or self.ewc < 0:
-            raise TdaError("alpha must be positive, steps and unlearn draws at least 1, damping and ewc non-negative")
+        if self.alpha <= 0 or self.steps < 1 or self.unlearn_draws < 1:
+            raise TdaError("alpha must be positive, steps and unlearn draws at least 1")
+        if (self.damping is not None and self.damping < 0) or not 0 <= self.ewc <= 1:
+            raise TdaError("damping must be non-negative and ewc between 0 and 1")
         if self.normalize not in ("self", "none"):
             raise TdaError(f"unknown normalisation {self.normalize!r} (self or none)")
         if self.mode == "newton" and self.steps != 1:

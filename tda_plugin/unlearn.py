@@ -46,7 +46,7 @@ def applied(params: Sequence[torch.nn.Parameter], delta: Sequence[torch.Tensor])
 
 def unlearning_delta(adapter: "ModelAdapter", names: Sequence[str], fisher: dict[str, torch.Tensor],
                      encoded: torch.Tensor, cond: Any, draws: Draws, mask: torch.Tensor | None,
-                     settings: UnlearnSettings, n_train: int) -> tuple[list[torch.Tensor], float]:
+                     settings: UnlearnSettings, n_train: int, damping: float) -> tuple[list[torch.Tensor], float]:
     """The parameter change that forgets the query, for the parameters ``names`` (same order).
 
     Also returns the relative size of the step, rms(Δ)/rms(θ), so a user can see whether α keeps
@@ -54,7 +54,7 @@ def unlearning_delta(adapter: "ModelAdapter", names: Sequence[str], fisher: dict
     """
     params = named_parameters(adapter, names)
     dev = params[0].device
-    lam = group_damping(fisher, names, settings.damping)
+    lam = group_damping(fisher, names, damping)
     precond = [fisher[n].to(dev) + lam for n in names]
     scale = settings.alpha / n_train
     delta = [torch.zeros_like(p, dtype=torch.float32) for p in params]

@@ -12,6 +12,10 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 MODEL_NAME = "t5-base"
 #: T5Conditioner.T5_MODEL_DIMS["t5-base"]; the conditioner sizes its projection from this, not from the config
@@ -37,7 +41,7 @@ def offline_env(hf_home: Path) -> dict[str, str]:
     return env
 
 
-def _tokenizer() -> "PreTrainedTokenizerFast":  # noqa: F821
+def _tokenizer() -> PreTrainedTokenizerFast:
     """A word-level tokenizer built from a fixed vocabulary: needs no download and no training data."""
     from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordLevel

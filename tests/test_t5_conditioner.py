@@ -101,12 +101,6 @@ def test_index_and_attribute_with_t5_prompt_conditioner(tmp_path: Path, t5_home:
     assert doc["model"]["fingerprint"] == info["fingerprint"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "with T5 absent from the offline cache, T5Conditioner's AutoTokenizer.from_pretrained('t5-base') raises "
-    "OSError (transformers: \"We couldn't connect to 'https://huggingface.co' to load the files, and couldn't "
-    "find them in the cached files\", chained from huggingface_hub's LocalEntryNotFoundError); "
-    "adapters/stable_audio.build_model turns only KeyError/AssertionError/TypeError/ValueError into "
-    "CheckpointError, so `tda index build` exits 1 with a full Python traceback instead of one error line"))
 def test_missing_t5_is_one_line_error(tmp_path: Path, t5_checkpoint: Path) -> None:
     """Without T5 in the (offline) cache the user gets one error line naming T5, not a transformers traceback.
 

@@ -11,6 +11,7 @@ Every stage is deterministic, so a resumed build ends identical to an uninterrup
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import torch
 from .. import audio as audio_io
 from ..adapter import Conditioning, ModelAdapter
 from ..atomic import write_json, write_tensors
-from ..catalog import read_catalog
+from ..catalog import catalog_csv, read_catalog
 from ..errors import AudioError, CatalogError, IndexMismatchError
 from ..fisher import diagonal_fisher, sensitivities
 from ..progress import task
@@ -33,7 +34,7 @@ from ..scoring import losses
 from ..settings import IndexSettings
 from . import vectors
 from .catalog_db import CatalogDB, SegmentRow, TrackRow
-from .store import Index, IndexMeta, read_meta, sensitivity_name, shard_name
+from .store import INDEX_FILES, Index, IndexMeta, read_meta, sensitivity_name, shard_name
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,21 @@ def _meta(adapter: ModelAdapter, checkpoint: Path, model_config: Path | None, co
     return IndexMeta(adapter=adapter.name, fingerprint=adapter.fingerprint, checkpoint=str(Path(checkpoint).resolve()),
                      model_config=str(Path(model_config).resolve()) if model_config else None,
                      sample_rate=adapter.sample_rate, channels=adapter.channels, segment_samples=seg,
-                     settings=settings.to_dict(), corpus=str(Path(corpus).resolve()))
+                     settings=settings.to_dict(), corpus=str(Path(corpus).resolve()), corpus_hash=_corpus_hash(corpus))
+
+
+def _corpus_hash(corpus: Path) -> str:
+    path = catalog_csv(corpus)
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+
+
+def _remove_index(out: Path) -> None:
+    for name in INDEX_FILES:
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
 
 
 def _start(out: Path, meta: IndexMeta, overwrite: bool) -> IndexMeta:
@@ -68,7 +83,7 @@ def _start(out: Path, meta: IndexMeta, overwrite: bool) -> IndexMeta:
                 diff = [k for k in meta.identity() if meta.identity()[k] != old.identity()[k]]
                 raise IndexMismatchError(f"{out} holds an index built with other {', '.join(diff)}; "
                                          "use another --out or pass --overwrite")
-            shutil.rmtree(out)
+            _remove_index(out)
         else:
             return old
     out.mkdir(parents=True, exist_ok=True)

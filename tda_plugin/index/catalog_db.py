@@ -66,10 +66,6 @@ class CatalogDB:
             self.conn.executemany("INSERT OR REPLACE INTO failures VALUES (?,?)", list(failures))
             self.conn.execute("INSERT OR REPLACE INTO progress VALUES ('catalog', 1)")
 
-    def mark_done(self, stage: str) -> None:
-        with self.conn:
-            self.conn.execute("INSERT OR REPLACE INTO progress VALUES (?, 1)", (stage,))
-
     # -- reads --------------------------------------------------------------------------------
     def is_done(self, stage: str) -> bool:
         row = self.conn.execute("SELECT done FROM progress WHERE stage = ?", (stage,)).fetchone()

@@ -20,6 +20,9 @@ from .catalog_db import CatalogDB
 
 SCHEMA_VERSION = 1
 
+#: every path an index owns (``--overwrite`` removes these and nothing else)
+INDEX_FILES = ("index.json", "catalog.sqlite", "shards", "baseline.safetensors", "fisher.safetensors", "vectors.faiss")
+
 
 @dataclass
 class IndexMeta:
@@ -34,6 +37,8 @@ class IndexMeta:
     segment_samples: int
     settings: dict[str, Any]
     corpus: str
+    #: sha256 of tracks.csv: an edited catalogue is a different index
+    corpus_hash: str = ""
     complete: bool = False
     encoded_shape: list[int] = field(default_factory=list)
     schema: int = SCHEMA_VERSION
@@ -49,7 +54,8 @@ class IndexMeta:
     def identity(self) -> dict[str, Any]:
         """The fields that must agree for a build to resume (or an index to be reused)."""
         return {"schema": self.schema, "adapter": self.adapter, "fingerprint": self.fingerprint,
-                "segment_samples": self.segment_samples, "settings": self.settings, "corpus": self.corpus}
+                "segment_samples": self.segment_samples, "settings": self.settings, "corpus": self.corpus,
+                "corpus_hash": self.corpus_hash}
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -86,12 +92,23 @@ class Index:
         self.segments = {s.segment_id: s for s in self.catalog.segments()}
         self.tracks = self.catalog.tracks()
         self.baseline = load_file(str(self.root / "baseline.safetensors"))
+        self._check_fingerprint("baseline.safetensors")
         self._row = {int(sid): i for i, sid in enumerate(self.baseline["segment_ids"].tolist())}
         self._position: dict[int, int] = {}
         counts: dict[int, int] = {}
         for s in self.segments.values():  # shards hold their segments in id order
             self._position[s.segment_id] = counts.get(s.shard, 0)
             counts[s.shard] = counts.get(s.shard, 0) + 1
+
+    def _check_fingerprint(self, name: str) -> None:
+        """Derived files carry the fingerprint of the model that produced them; a stray file is refused."""
+        from safetensors import safe_open
+
+        with safe_open(str(self.root / name), "pt") as fh:
+            found = (fh.metadata() or {}).get("fingerprint")
+        if found != self.meta.fingerprint:
+            raise IndexMismatchError(f"{self.root / name} was produced by another model ({str(found)[:12]}) than "
+                                     f"this index's ({self.meta.fingerprint[:12]}); rebuild the index")
 
     def check_model(self, fingerprint: str, adapter: str) -> None:
         if adapter != self.meta.adapter or fingerprint != self.meta.fingerprint:
@@ -113,6 +130,7 @@ class Index:
         return torch.stack([self.shard(self.segments[sid].shard)[key][self._position[sid]] for sid in ids])
 
     def fisher(self) -> dict[str, torch.Tensor]:
+        self._check_fingerprint("fisher.safetensors")
         return load_file(str(self.root / "fisher.safetensors"))
 
     def vectors(self) -> Any:
