@@ -56,8 +56,9 @@ def demo_config(prompts: list[str], *, sample_rate: int = 8000, segment_samples:
 
 def train_demo_model(tracks: list[Track], out_dir: Path, *, minutes: float, seed: int = 0,
                      config: dict[str, Any] | None = None, batch: int = 8, draws: int = 2,
-                     lr: float = 1e-3) -> tuple[Path, Path]:
-    """Train on random crops of the catalogue for ``minutes`` of wall clock; returns (checkpoint, config)."""
+                     lr: float = 1e-3, max_steps: int | None = None) -> tuple[Path, Path]:
+    """Train on random crops of the catalogue for ``minutes`` of wall clock (or ``max_steps``, whichever
+    comes first: a step budget makes the result independent of machine speed); returns (checkpoint, config)."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     config = config or demo_config(sorted({t.caption or "" for t in tracks}))
@@ -80,7 +81,7 @@ def train_demo_model(tracks: list[Track], out_dir: Path, *, minutes: float, seed
     budget = minutes * 60.0
     start, step = time.monotonic(), 0
     with adapter.training(), task(f"training demo model ({minutes:g} min)", int(budget)) as advance:
-        while (elapsed := time.monotonic() - start) < budget:
+        while (elapsed := time.monotonic() - start) < budget and (max_steps is None or step < max_steps):
             crops, conds = [], []
             for _ in range(batch):
                 t, lat, total = encoded[rng.randrange(len(encoded))]

@@ -38,16 +38,16 @@ def main() -> None:
                                                    "noise 20 dB SNR: source track credited first": add_noise,
                                                    "pitch +1 semitone: source track credited first": pitch_shift})
     seg = att.index.meta.segment_samples
-    sr = att.index.meta.sample_rate
+    total = float(np.median([t.duration_s for t in att.index.tracks.values()]))  # timing as in training
 
     def generate(prompt: str, seed: int) -> np.ndarray:
         latents, _ = generate_with_credits(att, settings=AttributeSettings(candidates=1), steps=args.steps, cfg_scale=3.0,
-                                           conditioning=[{"prompt": prompt, "seconds_start": 0, "seconds_total": seg / sr}],
+                                           conditioning=[{"prompt": prompt, "seconds_start": 0, "seconds_total": total}],
                                            batch_size=1, sample_size=seg, seed=seed, device="cpu", return_latents=True)
         return att.adapter.decode(latents)[0].clamp(-1, 1).cpu().numpy()
 
     styles = {t.caption: t.artist for t in att.index.tracks.values() if t.caption}
-    outcomes.append(generated_checks(att, styles, generate, settings, args.clips_per_style))
+    outcomes.append(generated_checks(att, styles, generate, settings, args.clips_per_style, seconds_total=total))
     wall = time.monotonic() - t0
     doc = {"demo_dir": str(args.demo_dir), "segments": len(att.index.segments), "queries": len(ids),
            "method": settings.unlearn.to_dict() | {"draws": att.index.meta.settings["draws"], "candidates": "all"},

@@ -98,14 +98,17 @@ def segment_checks(att: Attributor, ids: list[int], settings: AttributeSettings,
 
 
 def generated_checks(att: Attributor, style_artist: dict[str, str], generate: Callable[[str, int], np.ndarray],
-                     settings: AttributeSettings, clips_per_style: int = 1, seed: int = 0) -> CheckOutcome:
-    """Generate clips per style prompt; a hit is the style's artist holding the largest share."""
+                     settings: AttributeSettings, clips_per_style: int = 1, seed: int = 0,
+                     seconds_total: float | None = None) -> CheckOutcome:
+    """Generate clips per style prompt; a hit is the style's artist holding the largest share.
+
+    ``seconds_total`` is the timing conditioning the clips were generated with."""
     out = CheckOutcome("generated: prompted artist credited first")
     sr = att.index.meta.sample_rate
     for k, (prompt, artist) in enumerate(sorted(style_artist.items())):
         for j in range(clips_per_style):
             clip = generate(prompt, seed + 1000 * j + k)
-            result = att.attribute(clip, sr, prompt=prompt, settings=settings)
+            result = att.attribute(clip, sr, prompt=prompt, settings=settings, seconds_total=seconds_total)
             out.total += 1
             out.hits += bool(result.artists) and result.artists[0]["artist"] == artist
     return out

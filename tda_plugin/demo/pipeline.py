@@ -80,13 +80,15 @@ def run_demo(out: Path, *, corpus: Path | None = None, minutes: float = 3.0, cli
     artist_of = {t.caption: t.artist for t in tracks}
     picks = [prompts[int(i * len(prompts) / clips) % len(prompts)] for i in range(clips)]  # spread over styles
     seg = attributor.index.meta.segment_samples
+    # timing conditioning as in training: the start of a track of typical length
+    total = float(np.median([t.duration_s for t in attributor.index.tracks.values()]))
     run = DemoRun(out)
     reports = []
     for i, prompt in enumerate(picks):
         latents, (result,) = generate_with_credits(
             attributor, settings=settings, steps=steps, cfg_scale=3.0, batch_size=1, sample_size=seg, seed=seed + i,
             return_latents=True, device=device,
-            conditioning=[{"prompt": prompt, "seconds_start": 0, "seconds_total": seg / adapter.sample_rate}])
+            conditioning=[{"prompt": prompt, "seconds_start": 0, "seconds_total": total}])
         clip_audio = adapter.decode(latents)[0].clamp(-1, 1).cpu().numpy()
         wav = out / "clips" / f"clip_{i:02d}.wav"
         result.query["path"] = str(wav.relative_to(out))
