@@ -40,10 +40,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Attributor:
 def test_segments_and_noisy_copies_find_their_source(trained: Attributor) -> None:
     ids = spread_segments(trained, 8)
     self_check, noisy = segment_checks(trained, ids, SETTINGS, {"self": None, "noise": add_noise})
-    print(self_check.to_dict(), noisy.to_dict())
-    assert np.mean(self_check.ranks) <= 4.0          # among 72 segments
-    assert self_check.hits >= 3                       # ranked exactly first
-    assert noisy.hits >= 3                            # source track (of 24) credited first at 20 dB SNR
+    # measured here: self 7/8 at rank 1 (mean rank 1.4 of 72); noisy copy 6/8 (source track of 24 first)
+    assert np.mean(self_check.ranks) <= 3.0
+    assert self_check.hits >= 5
+    assert noisy.hits >= 4
 
 
 def test_generated_clips_credit_the_prompted_style(trained: Attributor) -> None:
@@ -58,5 +58,5 @@ def test_generated_clips_credit_the_prompted_style(trained: Attributor) -> None:
 
     styles = {t.caption: t.artist for t in trained.index.tracks.values()}
     outcome = generated_checks(trained, styles, generate, SETTINGS, seconds_total=total)
-    print(outcome.to_dict())
-    assert outcome.total == 8 and outcome.hits >= 3   # chance: 1 of 8
+    # measured here: 3/8 (chance: 1/8); the 2-minute model's generations are noisy (docs/method.md)
+    assert outcome.total == 8 and outcome.hits >= 3
