@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -37,7 +38,9 @@ REQUIREMENT = "stable-audio-tools (pip install 'tda-plugin[stable-audio]')"
 def _toolkit() -> Any:
     """Import stable-audio-tools quietly, or say in one line what to install."""
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # it prints about flash-attn on import
+        # it prints about flash-attn on import, and its k-diffusion -> clip import warns about pkg_resources
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             import stable_audio_tools.models.factory as factory
             import stable_audio_tools.models.utils as utils
             import stable_audio_tools.inference.sampling as sampling
@@ -200,7 +203,9 @@ class StableAudioAdapter:
         metadata = [{"prompt": c.prompt or "", "seconds_start": float(c.start_s), "seconds_total": float(c.total_s)}
                     for c in conditioning]
         try:
-            with torch.no_grad():
+            # T5 conditioning wraps itself in CUDA autocast, which warns on every CPU call
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
                 return self.model.conditioner(metadata, self.device)
         except ValueError as exc:
             raise TdaError(f"the model's conditioning needs inputs tda-plugin does not provide: {exc}") from None

@@ -99,7 +99,7 @@ def train_demo_model(tracks: list[Track], out_dir: Path, *, minutes: float, seed
             opt.step()
             step += 1
             advance(int(time.monotonic() - start) - int(elapsed))
-    log.info("trained %d steps in %.0f s, last loss %.4f", step, time.monotonic() - start, float(loss))
+    log.info("trained %d steps in %.0f s, last loss %.4f", step, time.monotonic() - start, loss.item())
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt, cfg = out_dir / "model.safetensors", out_dir / "model_config.json"
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}

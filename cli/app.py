@@ -114,7 +114,8 @@ def attribute(
     candidates: Annotated[str, typer.Option(help="candidates scored exactly (prefilter top-M) or 'all'")] = "256",
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the result JSON here ('-' for stdout)")] = None,
     mode: Annotated[str, typer.Option(help="newton or ascent")] = UnlearnSettings.mode,
-    alpha: Annotated[float, typer.Option(help="unlearning step size α")] = UnlearnSettings.alpha,
+    alpha: Annotated[Optional[float], typer.Option(help="unlearning step size α (default: chosen from --relative-step)")] = None,
+    relative_step: Annotated[float, typer.Option(help="with no --alpha: first step's size rms(Δ)/rms(θ)")] = UnlearnSettings.relative_step,
     steps: Annotated[int, typer.Option(help="ascent steps (newton: 1)")] = UnlearnSettings.steps,
     subset: Annotated[str, typer.Option(help="blocks, self_attn, cross_attn or cross_attn_kv")] = UnlearnSettings.subset,
     unlearn_draws: Annotated[int, typer.Option(help="draws averaged for the query gradient")] = UnlearnSettings.unlearn_draws,
@@ -131,7 +132,7 @@ def attribute(
     from tda_plugin.attributor import Attributor
     from tda_plugin.report import artists_table, credits_table
 
-    unlearn = UnlearnSettings(mode=mode, alpha=alpha, steps=steps, subset=subset, unlearn_draws=unlearn_draws,
+    unlearn = UnlearnSettings(mode=mode, alpha=alpha, relative_step=relative_step, steps=steps, subset=subset, unlearn_draws=unlearn_draws,
                               damping=damping, ewc=ewc, normalize=normalize, mask_silence=mask_silence)  # type: ignore[arg-type]
     settings = AttributeSettings(unlearn, top=top, candidates=_candidates(candidates), batch_size=batch_size)
     attributor = Attributor.from_index(index, device=_device(device))

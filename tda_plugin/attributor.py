@@ -146,7 +146,7 @@ class Attributor:
         q_draws = make_draws(seed + 1, q_streams, un.unlearn_draws)  # own draws: the query is not a training segment
         index_damping = float(meta.settings.get("damping", 0.1))
         damping = index_damping if un.damping is None else un.damping
-        delta, relative_step = unlearning_delta(
+        delta, alpha, relative_step = unlearning_delta(
             self.adapter, names, self.fisher, query.encoded, self.adapter.condition(query.conditioning), q_draws,
             query.mask if un.mask_silence else None, un, len(self.index.segments), damping)
 
@@ -173,7 +173,8 @@ class Attributor:
             query={"path": path, "prompt": prompt, "duration_s": round(query.duration_s, 6),
                    "seconds_start": seconds_start, "seconds_total": query.conditioning[0].total_s},
             model={"adapter": self.adapter.name, "fingerprint": self.adapter.fingerprint},
-            method={**un.to_dict(), "damping": damping, "sensitivity_damping": index_damping, "draws": draws, "seed": seed, "candidates": settings.candidates,
+            method={**un.to_dict(), "alpha": alpha, "alpha_from": "given" if un.alpha else "relative_step",
+                    "damping": damping, "sensitivity_damping": index_damping, "draws": draws, "seed": seed, "candidates": settings.candidates,
                     "scored": len(ids), "embedder": meta.settings["embedder"], "training_segments": len(self.index.segments),
                     "segment_seconds": meta.segment_seconds, "relative_step": relative_step},
             segments=segs, credits=credits, artists=artists, scores=scores)

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
 from .errors import TdaError, UnknownPluginError
 
 if TYPE_CHECKING:
-    from .adapter import Conditioning, ModelAdapter
+    from .adapter import ModelAdapter
 
 
 class AdapterLoader(Protocol):
@@ -63,24 +63,21 @@ def embedders() -> dict[str, EmbedderSpec]:
     return _collect(get_plugin_manager().hook.tda_embedders(), "embedder")
 
 
-def get_adapter_spec(name: str) -> AdapterSpec:
-    found = adapters()
+def _lookup(found: dict[str, Any], name: str, kind: str) -> Any:
     if name not in found:
         known = ", ".join(sorted(found)) or "none installed"
-        raise UnknownPluginError(f"unknown adapter {name!r} (available: {known})")
+        raise UnknownPluginError(f"unknown {kind} {name!r} (available: {known})")
     return found[name]
+
+
+def get_adapter_spec(name: str) -> AdapterSpec:
+    return _lookup(adapters(), name, "adapter")
 
 
 def get_embedder_spec(name: str) -> EmbedderSpec:
-    found = embedders()
-    if name not in found:
-        known = ", ".join(sorted(found)) or "none installed"
-        raise UnknownPluginError(f"unknown embedder {name!r} (available: {known})")
-    return found[name]
+    return _lookup(embedders(), name, "embedder")
 
 
 def load_adapter(name: str, checkpoint: Path, *, model_config: Path | None = None, device: str = "cpu") -> "ModelAdapter":
     return get_adapter_spec(name).load(Path(checkpoint), model_config=model_config, device=device)
 
-
-ConditionFn = Callable[[list["Conditioning"]], Any]

@@ -46,8 +46,12 @@ class UnlearnSettings:
 
     #: "newton": one Fisher-preconditioned step; "ascent": several gradient-ascent steps with an EWC penalty
     mode: Literal["newton", "ascent"] = "newton"
-    #: step size α of θ' = θ0 + (α/N)(F + λI)^-1 ∇L(ẑ); for "ascent", each step's rate is α/N too
-    alpha: float = 1e-5
+    #: step size α of θ' = θ0 + (α/N)(F + λI)^-1 ∇L(ẑ); for "ascent", each step's rate is α/N too.
+    #: None: α is chosen per query so that the first step moves the subset by ``relative_step``
+    alpha: float | None = None
+    #: with alpha=None, the size of the first step as rms(Δ)/rms(θ): scale-free, so one default fits
+    #: models whose Fisher differs by orders of magnitude (small enough to stay first-order)
+    relative_step: float = 1e-3
     #: ascent steps (the Newton step is always one)
     steps: int = 1
     #: parameter subset: blocks (all transformer blocks), self_attn, cross_attn, cross_attn_kv
@@ -71,8 +75,10 @@ class UnlearnSettings:
             raise TdaError(f"unknown unlearning mode {self.mode!r} (newton or ascent)")
         if self.subset not in SUBSETS:
             raise TdaError(f"unknown parameter subset {self.subset!r} (one of {', '.join(SUBSETS)})")
-        if self.alpha <= 0 or self.steps < 1 or self.unlearn_draws < 1:
-            raise TdaError("alpha must be positive, steps and unlearn draws at least 1")
+        if (self.alpha is not None and self.alpha <= 0) or self.relative_step <= 0:
+            raise TdaError("alpha and the relative step must be positive")
+        if self.steps < 1 or self.unlearn_draws < 1:
+            raise TdaError("steps and unlearn draws must be at least 1")
         if (self.damping is not None and self.damping < 0) or not 0 <= self.ewc <= 1:
             raise TdaError("damping must be non-negative and ewc between 0 and 1")
         if self.normalize not in ("self", "none"):

@@ -9,7 +9,7 @@ Only parameters of the chosen subset move; the change is applied in place and un
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import torch
 
@@ -46,24 +46,31 @@ def applied(params: Sequence[torch.nn.Parameter], delta: Sequence[torch.Tensor])
 
 def unlearning_delta(adapter: "ModelAdapter", names: Sequence[str], fisher: dict[str, torch.Tensor],
                      encoded: torch.Tensor, cond: Any, draws: Draws, mask: torch.Tensor | None,
-                     settings: UnlearnSettings, n_train: int, damping: float) -> tuple[list[torch.Tensor], float]:
+                     settings: UnlearnSettings, n_train: int, damping: float) -> tuple[list[torch.Tensor], float, float]:
     """The parameter change that forgets the query, for the parameters ``names`` (same order).
 
-    Also returns the relative size of the step, rms(Δ)/rms(θ), so a user can see whether α keeps
-    unlearning in the first-order regime (about 1e-4 to 1e-2 is typical).
+    Also returns the α used (given, or chosen so that the first step has ``settings.relative_step``)
+    and the final relative size of the change, rms(Δ)/rms(θ).
     """
     params = named_parameters(adapter, names)
     dev = params[0].device
     lam = group_damping(fisher, names, damping)
     precond = [fisher[n].to(dev) + lam for n in names]
-    scale = settings.alpha / n_train
+    size = _rms(p.detach() for p in params).clamp_min(1e-30)
+    alpha = settings.alpha
     delta = [torch.zeros_like(p, dtype=torch.float32) for p in params]
     for _ in range(settings.steps):
         with applied(params, delta):
             grads = query_gradient(adapter, params, encoded, cond, draws, mask)
+        if alpha is None:  # Δ is linear in α: size the first (Newton) step to the target
+            unit = _rms(g / (f * n_train) for g, f in zip(grads, precond))
+            alpha = float(settings.relative_step * size / unit.clamp_min(1e-30))
+        scale = alpha / n_train
         for d, g, f in zip(delta, grads, precond):
             # preconditioned ascent on J: Δ += (α/N) F⁻¹ g − ewc·Δ  (the EWC term's gradient, preconditioned)
             d.mul_(1 - settings.ewc if settings.mode == "ascent" else 0.0).add_(scale * g / f)
-    step = torch.cat([d.flatten() for d in delta]).double().pow(2).mean().sqrt()
-    size = torch.cat([p.detach().flatten() for p in params]).double().pow(2).mean().sqrt()
-    return delta, float(step / size.clamp_min(1e-30))
+    return delta, alpha, float(_rms(delta) / size)
+
+
+def _rms(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.flatten().double() for t in tensors]).pow(2).mean().sqrt()

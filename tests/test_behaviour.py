@@ -7,7 +7,6 @@ here; the full-size measurement is bench/behaviour.py (rates in docs/method.md).
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
