@@ -1,4 +1,4 @@
-"""Behavioural rates on the demo's trained model: self-rank, planted copies, generated clips.
+"""Behavioural rates on the demo's trained model: self-rank, planted copies, prompt swap, generated clips.
 
     python bench/behaviour.py --demo-dir demo-out [--queries 24] [--clips-per-style 2]
 
@@ -18,7 +18,8 @@ import torch
 
 from tda_plugin import Attributor, AttributeSettings
 from tda_plugin.adapters.stable_audio_generation import generate_with_credits
-from tda_plugin.evaluation import add_noise, generated_checks, pitch_shift, segment_checks, spread_segments
+from tda_plugin.evaluation import (add_noise, generated_checks, pitch_shift, prompt_swap_check, segment_checks,
+                                   spread_segments)
 
 
 def main() -> None:
@@ -37,6 +38,7 @@ def main() -> None:
     outcomes = segment_checks(att, ids, settings, {"self: segment ranks itself first": None,
                                                    "noise 20 dB SNR: source track credited first": add_noise,
                                                    "pitch +1 semitone: source track credited first": pitch_shift})
+    outcomes.extend(prompt_swap_check(att, ids, settings))
     seg = att.index.meta.segment_samples
     total = float(np.median([t.duration_s for t in att.index.tracks.values()]))  # timing as in training
 

@@ -112,3 +112,25 @@ def generated_checks(att: Attributor, style_artist: dict[str, str], generate: Ca
             out.total += 1
             out.hits += bool(result.artists) and result.artists[0]["artist"] == artist
     return out
+
+
+def prompt_swap_check(att: Attributor, ids: list[int], settings: AttributeSettings) -> tuple[CheckOutcome, CheckOutcome]:
+    """Audio of one style, prompt of another (DESIGN.md's trap): do credits follow the audio or the prompt?
+
+    Returns (source artist credited first, prompted artist credited first).
+    """
+    captions = sorted({t.caption for t in att.index.tracks.values() if t.caption})
+    artist_of = {t.caption: t.artist for t in att.index.tracks.values()}
+    audio_first, prompt_first = CheckOutcome("prompt swap: audio's artist first"), CheckOutcome("prompt swap: prompt's artist first")
+    sr = att.index.meta.sample_rate
+    for sid in ids:
+        seg = att.index.segments[sid]
+        track = att.index.tracks[seg.track_id]
+        other = captions[(captions.index(track.caption) + 1) % len(captions)]
+        result = att.attribute(segment_audio(att, sid), sr, prompt=other, settings=settings,
+                               seconds_start=seg.start_s, seconds_total=track.duration_s)
+        top = result.artists[0]["artist"] if result.artists else None
+        for out, artist in ((audio_first, track.artist), (prompt_first, artist_of[other])):
+            out.total += 1
+            out.hits += top == artist
+    return audio_first, prompt_first
