@@ -195,3 +195,17 @@ def test_toolkit_missing_gives_one_line(monkeypatch: pytest.MonkeyPatch, tiny_mo
     with pytest.raises(MissingDependencyError) as exc:
         load_adapter("stable-audio", tiny_model[0], model_config=tiny_model[1])
     assert "pip install" in _one_line(exc)
+
+
+def test_file_with_a_valid_header_but_corrupt_body_is_skipped(tmp_path: Path, tiny_model: tuple[Path, Path]) -> None:
+    """A FLAC whose header decodes but whose frames do not is found at catalogue time, not mid-build."""
+    cat = write_catalogue(tmp_path / "cat")
+    flac = cat / "audio" / "t1.flac"
+    sf.write(flac, np.random.default_rng(0).uniform(-0.5, 0.5, 2 * SEGMENT).astype(np.float32), SR)
+    data = bytearray(flac.read_bytes())
+    data[200:] = bytes(len(data) - 200)  # keep the header, zero the encoded frames
+    flac.write_bytes(bytes(data))
+    (cat / "tracks.csv").write_text((cat / "tracks.csv").read_text().replace("audio/t1.wav", "audio/t1.flac"))
+    ckpt, cfg = tiny_model
+    report = build_index(cat, tmp_path / "idx", load(ckpt, model_config=cfg), checkpoint=ckpt, model_config=cfg, settings=QUICK)
+    assert "audio/t1.flac" in dict(report.failures) and report.tracks == 3

@@ -1,7 +1,7 @@
 """Build an index in resumable stages (DESIGN.md, "The index on disk").
 
 Stages, each checking the one before it and skipping finished work:
-1. ``catalog``  read tracks.csv, probe every file (bad ones are recorded and skipped), plan segments;
+1. ``catalog``  read tracks.csv, decode every file (bad ones are recorded and skipped), plan segments;
 2. ``shards``   per shard: decode, encode, baseline losses under the fixed draws, embeddings;
                 one atomic file per shard, so an interrupted build resumes at the first missing shard;
 3. ``fisher``   diagonal Fisher over a seeded sample of segments;
@@ -97,19 +97,20 @@ def _plan_catalog(db: CatalogDB, corpus: Path, meta: IndexMeta, shard_size: int)
     segments: list[SegmentRow] = []
     failures: list[tuple[str, str]] = []
     seg_s = meta.segment_seconds
-    with task("probing catalogue", len(tracks)) as advance:
+    with task("decoding catalogue", len(tracks)) as advance:
         for t in tracks:
             try:
-                info = audio_io.probe(t.resolved)
-                total = int(info.frames * meta.sample_rate / info.sample_rate)
-                starts = audio_io.segment_starts(total, meta.segment_samples)
+                # a full decode, not just the header: a file that fails later would stop a shard
+                data, rate = audio_io.load(t.resolved)
+                duration = data.shape[1] / rate
+                starts = audio_io.segment_starts(int(data.shape[1] * meta.sample_rate / rate), meta.segment_samples)
                 if not starts:
-                    raise AudioError(f"{t.path}: {info.duration_s:.2f} s is shorter than one {seg_s:.2f} s segment")
+                    raise AudioError(f"{t.path}: {duration:.2f} s is shorter than one {seg_s:.2f} s segment")
             except AudioError as exc:
                 failures.append((t.path, str(exc)))
                 advance(1)
                 continue
-            kept.append((t, info.duration_s))
+            kept.append((t, duration))
             for k, start in enumerate(starts):
                 sid = len(segments)
                 segments.append(SegmentRow(sid, t.track_id, k, start / meta.sample_rate,
