@@ -210,9 +210,13 @@ def _build_fisher(adapter: ModelAdapter, out: Path, meta: IndexMeta, rows: list[
     by_id = {s.segment_id: s for s in rows}
     from safetensors.torch import load_file
 
+    shards: dict[int, dict[str, torch.Tensor]] = {}
     latents = []
-    for sid in ids:
-        sh = load_file(str(out / shard_name(by_id[sid].shard)))
+    for sid in ids:  # each shard is read once
+        k = by_id[sid].shard
+        if k not in shards:
+            shards[k] = load_file(str(out / shard_name(k)))
+        sh = shards[k]
         latents.append(sh["latents"][int((sh["segment_ids"] == sid).nonzero()[0, 0])])
     names = adapter.parameter_groups()["blocks"]
     conds = [segment_conditioning(tracks[by_id[i].track_id], by_id[i]) for i in ids]

@@ -89,6 +89,7 @@ class Index:
             raise IndexIncompleteError(f"{root}: the index build has not finished; rerun `tda index build` to resume it")
         self.catalog = CatalogDB(self.root / "catalog.sqlite")
         self._shards: dict[int, dict[str, torch.Tensor]] = {}
+        self._vectors: Any = None
         self.segments = {s.segment_id: s for s in self.catalog.segments()}
         self.tracks = self.catalog.tracks()
         self.baseline = load_file(str(self.root / "baseline.safetensors"))
@@ -134,9 +135,12 @@ class Index:
         return load_file(str(self.root / "fisher.safetensors"))
 
     def vectors(self) -> Any:
-        from . import vectors
+        """The FAISS index, read once per opened index."""
+        if self._vectors is None:
+            from . import vectors
 
-        return vectors.load(self.root / "vectors.faiss")
+            self._vectors = vectors.load(self.root / "vectors.faiss")
+        return self._vectors
 
     def info(self) -> dict[str, Any]:
         size = sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
