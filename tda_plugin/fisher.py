@@ -37,19 +37,27 @@ def gradients_for(params: Sequence[torch.nn.Parameter]) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
+def segment_gradients(adapter: "ModelAdapter", params: Sequence[torch.nn.Parameter], encoded: torch.Tensor,
+                      conditioning: Sequence["Conditioning"], streams: Sequence[str], *, seed: int, draws: int,
+                      advance: Advance | None = None) -> Iterator[tuple[torch.Tensor, ...]]:
+    """∇θ of each segment's own loss (averaged over its draws), one segment at a time."""
+    with gradients_for(params):
+        for i in range(encoded.shape[0]):
+            cond = adapter.condition([conditioning[i]])
+            loss = adapter.loss(encoded[i:i + 1], cond, make_draws(seed, [streams[i]], draws)).mean()
+            yield torch.autograd.grad(loss, params)
+            if advance:
+                advance(1)
+
+
 def diagonal_fisher(adapter: "ModelAdapter", encoded: torch.Tensor, conditioning: Sequence["Conditioning"],
                     streams: Sequence[str], names: Sequence[str], *, seed: int, draws: int,
                     advance: Advance | None = None) -> dict[str, torch.Tensor]:
     params = named_parameters(adapter, names)
     acc = [torch.zeros_like(p, dtype=torch.float32) for p in params]
-    with gradients_for(params):
-        for i in range(encoded.shape[0]):
-            cond = adapter.condition([conditioning[i]])
-            loss = adapter.loss(encoded[i:i + 1], cond, make_draws(seed, [streams[i]], draws)).mean()
-            for a, g in zip(acc, torch.autograd.grad(loss, params)):
-                a.add_(g.float().pow(2))
-            if advance:
-                advance(1)
+    for grads in segment_gradients(adapter, params, encoded, conditioning, streams, seed=seed, draws=draws, advance=advance):
+        for a, g in zip(acc, grads):
+            a.add_(g.float().pow(2))
     n = max(1, encoded.shape[0])
     return {name: (a / n).cpu() for name, a in zip(names, acc)}
 
@@ -77,13 +85,9 @@ def sensitivities(adapter: "ModelAdapter", encoded: torch.Tensor, conditioning: 
     out = {g: torch.zeros(encoded.shape[0], dtype=torch.float64) for g in groups}
     dev = params[0].device
     fdev = {n: fisher[n].to(dev) for n in names}
-    with gradients_for(params):
-        for i in range(encoded.shape[0]):
-            cond = adapter.condition([conditioning[i]])
-            loss = adapter.loss(encoded[i:i + 1], cond, make_draws(seed, [streams[i]], draws)).mean()
-            grads = dict(zip(names, torch.autograd.grad(loss, params)))
-            for g, ns in groups.items():
-                out[g][i] = sum(float((grads[n].float().pow(2) / (fdev[n] + lam[g])).sum()) for n in ns)
-            if advance:
-                advance(1)
+    gradients = segment_gradients(adapter, params, encoded, conditioning, streams, seed=seed, draws=draws, advance=advance)
+    for i, grad in enumerate(gradients):
+        grads = dict(zip(names, grad))
+        for g, ns in groups.items():
+            out[g][i] = sum(float((grads[n].float().pow(2) / (fdev[n] + lam[g])).sum()) for n in ns)
     return {g: v.sqrt().float() for g, v in out.items()}

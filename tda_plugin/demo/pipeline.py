@@ -16,11 +16,11 @@ from typing import Callable
 import numpy as np
 import soundfile as sf
 
-from .. import audio as audio_io
 from ..atomic import atomic_path, write_json
 from ..attributor import AttributionResult, Attributor
 from ..catalog import read_catalog
 from ..index.builder import build_index
+from ..evaluation import segment_audio
 from ..report import ClipReport, SegmentAudio, write_html_report
 from ..settings import AttributeSettings, IndexSettings
 from .synth import synthesise_catalogue
@@ -98,7 +98,8 @@ def run_demo(out: Path, *, corpus: Path | None = None, minutes: float = 3.0, cli
         run.styles_credited_first += bool(result.artists and result.artists[0]["artist"] == artist_of[prompt])
         show(result)
         reports.append(ClipReport(result.to_dict(), clip_audio.reshape(-1), adapter.sample_rate,
-                                  _segment_audio(attributor, result, adapter.sample_rate)))
+                                  [SegmentAudio(seg["segment_id"], segment_audio(attributor, seg["segment_id"]).mean(axis=0))
+                                   for seg in result.segments]))
     run.report = write_html_report(out / "report.html", reports, title="tda-plugin demo: who made this music?")
     return run
 
@@ -107,14 +108,3 @@ def _write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         sf.write(str(tmp), np.asarray(audio, dtype=np.float32).reshape(-1), sample_rate, format="WAV", subtype="PCM_16")
-
-
-def _segment_audio(attributor: Attributor, result: AttributionResult, sample_rate: int) -> list[SegmentAudio]:
-    out = []
-    for s in result.segments:
-        track = attributor.index.tracks[s["track_id"]]
-        data, sr = audio_io.load(Path(track.resolved))
-        data, _ = audio_io.conform(data, sr, sample_rate, 1)
-        a, b = int(s["start_s"] * sample_rate), int(s["end_s"] * sample_rate)
-        out.append(SegmentAudio(s["segment_id"], data[0, a:b]))
-    return out

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 from .. import audio as audio_io
 from ..adapter import Conditioning, ModelAdapter
@@ -208,8 +209,6 @@ def _build_fisher(adapter: ModelAdapter, out: Path, meta: IndexMeta, rows: list[
                   tracks: dict[int, TrackRow], settings: IndexSettings) -> None:
     ids = fisher_sample([s.segment_id for s in rows], settings.fisher_segments, settings.seed)
     by_id = {s.segment_id: s for s in rows}
-    from safetensors.torch import load_file
-
     shards: dict[int, dict[str, torch.Tensor]] = {}
     latents = []
     for sid in ids:  # each shard is read once
@@ -228,8 +227,6 @@ def _build_fisher(adapter: ModelAdapter, out: Path, meta: IndexMeta, rows: list[
 
 def _build_sensitivities(adapter: ModelAdapter, out: Path, meta: IndexMeta, db: CatalogDB,
                          tracks: dict[int, TrackRow], settings: IndexSettings) -> None:
-    from safetensors.torch import load_file
-
     todo = [k for k in db.shards() if not (out / sensitivity_name(k)).is_file()]
     if not todo:
         return
@@ -246,8 +243,6 @@ def _build_sensitivities(adapter: ModelAdapter, out: Path, meta: IndexMeta, db: 
 
 
 def _finalize(out: Path, meta: IndexMeta) -> None:
-    from safetensors.torch import load_file
-
     db = CatalogDB(out / "catalog.sqlite")
     try:
         ids, base, vecs, sens = [], [], [], []
