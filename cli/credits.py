@@ -54,13 +54,14 @@ def list_(ledger: Ledger = None, artist: Artist = None, since: Since = None) -> 
     """List ledger rows: which generated file credited which track, when, by which model."""
     rows = _rows(ledger, artist, since)
     table = Table(title=f"{len(rows)} credit(s)" + (f" of {artist}" if artist else ""), title_justify="left")
-    for col, justify in (("when (UTC)", "left"), ("generated", "left"), ("prompt", "left"), ("artist", "left"),
-                         ("title", "left"), ("license", "left"), ("rank", "right"), ("share", "right"), ("model", "left")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    table.add_column("when (UTC)", no_wrap=True)
+    for col in ("generated", "prompt", "artist", "title"):
+        table.add_column(col)
+    table.add_column("share", justify="right", no_wrap=True)
     for r in rows:
-        table.add_row(r["created_at"][:19].replace("T", " "), Text(str(r["generated"] or "-")), Text(str(r["prompt"] or "")),
-                      Text(str(r["artist"])), Text(str(r["title"])), Text(str(r["license"])), str(r["rank"]),
-                      f"{100 * r['share']:.1f}%", r["model_fingerprint"][:12])
+        generated = Path(r["generated"]).name if r["generated"] else "-"
+        table.add_row(r["created_at"][:16].replace("T", " "), Text(generated), Text(str(r["prompt"] or "")),
+                      Text(str(r["artist"])), Text(str(r["title"])), f"{100 * r['share']:.1f}%")
     out.print(table)
 
 

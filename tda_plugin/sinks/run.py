@@ -29,8 +29,7 @@ def check_sinks(names: Sequence[str], *, have_file: bool) -> list[SinkSpec]:
 def write_credits(result: dict[str, Any], audio_path: Path | None, sinks: Sequence[str] = DEFAULT_SINKS,
                   options: SinkOptions = SinkOptions()) -> list[Receipt]:
     """Hand one result to each sink; a result that a plugin vetoed is released to none of them."""
-    if result.get("vetoes"):
-        log.warning("%s: release vetoed (%s); no credit sink was run", audio_path or "clip", "; ".join(result["vetoes"]))
+    if result.get("vetoes"):  # the caller reports the veto (ReleaseVetoed, or exit code 4)
         return []
     receipts = []
     for spec in check_sinks(sinks, have_file=audio_path is not None):
