@@ -203,7 +203,8 @@ def demo(
 
 @app.command()
 @guarded
-def plugins(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+def plugins(as_json: Annotated[bool, typer.Option("--json", help="print JSON (with descriptions)")] = False,
+            long: Annotated[bool, typer.Option("--long", "-l", help="add a description column")] = False) -> None:
     """List every adapter, embedder, credit sink and lifecycle hook, with the distribution providing it."""
     from rich.text import Text
 
@@ -224,16 +225,13 @@ def plugins(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] 
                           "hook_errors": [{"hook": h, "plugin": p, "error": e} for (h, p), e in HOOK_ERRORS.items()]}, indent=2))
     else:
         table = Table(title=f"tda-plugin {__version__} (hookspec {HOOKSPEC_VERSION})", title_justify="left")
-        table.add_column("kind", no_wrap=True)
-        table.add_column("name / description")  # the only column that wraps: names and versions stay whole
-        for col in ("distribution", "version", "plugin"):
-            table.add_column(col, no_wrap=True)
+        for col in ("kind", "name", "distribution", "version", "plugin"):
+            table.add_column(col, no_wrap=True)  # data: never wrapped or cut
+        if long:
+            table.add_column("description", style="dim")
         for kind, name, plugin, description in rows:
             src = source_of(plugin)
-            label = Text(name, style="bold")
-            if description:
-                label.append("\n" + description, style="dim")
-            table.add_row(kind, label, src.distribution, src.version, plugin)
+            table.add_row(kind, Text(name), src.distribution, src.version, plugin, *([Text(description)] if long else []))
         out.print(table)
     for name, why in FAILED.items():
         err.print(f"[yellow]plugin {name!r} failed to load:[/] {why}", soft_wrap=True)
