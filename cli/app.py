@@ -208,8 +208,8 @@ def plugins(as_json: Annotated[bool, typer.Option("--json", help="print JSON (wi
     """List every adapter, embedder, credit sink and lifecycle hook, with the distribution providing it."""
     from rich.text import Text
 
-    from tda_plugin.plugins import FAILED, UNKNOWN_HOOKS, get_plugin_manager, source_of
-    from tda_plugin.registry import HOOK_ERRORS, provided
+    from tda_plugin.plugins import FAILED, HOOK_ERRORS, UNKNOWN_HOOKS, get_plugin_manager, source_of
+    from tda_plugin.registry import provided
 
     pm = get_plugin_manager()
     rows = [(p.kind, p.spec.name, p.plugin, p.spec.description) for p in

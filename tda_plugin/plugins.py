@@ -51,6 +51,8 @@ class Source:
 FAILED: dict[str, str] = {}
 #: implementations of hook names that are not hookspecs: plugin name -> [hook name + hint]
 UNKNOWN_HOOKS: dict[str, list[str]] = {}
+#: discovery hooks whose implementation raised: (hook, plugin name) -> error (filled by the registry)
+HOOK_ERRORS: dict[tuple[str, str], str] = {}
 #: registered plugin name -> the distribution that provides it
 SOURCES: dict[str, Source] = {}
 
@@ -64,7 +66,7 @@ def _own_source() -> Source:
         return Source(OWN_DISTRIBUTION, __version__)
 
 
-def _check_version(name: str, plugin: Any) -> None:
+def _check_version(plugin: Any) -> None:
     wanted = getattr(plugin, "TDA_HOOKSPEC", None)
     if wanted is not None and str(wanted).split(".")[0] != hookspecs.HOOKSPEC_VERSION.split(".")[0]:
         raise RuntimeError(f"written for hookspec {wanted}, this tda-plugin has hookspec {hookspecs.HOOKSPEC_VERSION}")
@@ -77,7 +79,7 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             continue
         try:
             plugin = ep.load()
-            _check_version(ep.name, plugin)
+            _check_version(plugin)
             pm.register(plugin, name=ep.name)
         except Exception as exc:  # a broken third-party plugin must not break the others
             FAILED[ep.name] = f"{type(exc).__name__}: {exc}"
@@ -106,6 +108,7 @@ def _find_unknown_hooks(pm: pluggy.PluginManager) -> None:
 def get_plugin_manager() -> pluggy.PluginManager:
     FAILED.clear()
     UNKNOWN_HOOKS.clear()
+    HOOK_ERRORS.clear()
     SOURCES.clear()
     pm = pluggy.PluginManager(GROUP)
     pm.add_hookspecs(hookspecs)

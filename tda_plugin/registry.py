@@ -54,17 +54,13 @@ class Provided:
     plugin: str
 
 
-#: discovery hooks whose implementations raised: (hook, plugin) -> error; reported by ``tda plugins``
-HOOK_ERRORS: dict[tuple[str, str], str] = {}
-
-
 def provided(hook: str, kind: str) -> list[Provided]:
     """Call each plugin's implementation of a discovery hook on its own, in registration order.
 
-    One plugin that raises is recorded in :data:`HOOK_ERRORS` and skipped; two plugins providing the
-    same name are an error naming both.
+    One plugin that raises is recorded in :data:`tda_plugin.plugins.HOOK_ERRORS` and skipped; two
+    plugins providing the same name are an error naming both.
     """
-    from .plugins import get_plugin_manager
+    from .plugins import HOOK_ERRORS, get_plugin_manager
 
     out: dict[str, Provided] = {}
     for impl in getattr(get_plugin_manager().hook, hook).get_hookimpls():

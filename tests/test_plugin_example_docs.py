@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tda_plugin import hookimpl, plugins
 from tda_plugin.cli.app import app
 from tda_plugin.sinks.ledger import Ledger
 from tda_plugin.sinks.read import read_credits
@@ -72,13 +73,27 @@ def _run(line: str) -> int:
     return 0
 
 
+class IndexObserver:
+    def __init__(self) -> None:
+        self.built: list[tuple[str, str, int]] = []
+
+    @hookimpl
+    def tda_index_built(self, index_dir, info):
+        self.built.append((index_dir, info["adapter"], info["segments"]))
+
+
 def test_the_documented_session_works(example_plugin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TDA_MAX_SHARE", raising=False)
     write_catalogue(tmp_path / "corpus")
-    lines = [ln for ln in _block("session").splitlines() if ln.strip()]
-    codes = [_run(ln) for ln in lines]
+    observer = IndexObserver()
+    plugins.get_plugin_manager().register(observer, name="index_observer")
+    try:
+        codes = [_run(ln) for ln in _block("session").splitlines() if ln.strip()]
+    finally:
+        plugins.get_plugin_manager().unregister(observer)
     assert codes[-1] == 4 and not any(codes[:-1])
+    assert observer.built == [("idx", "tiny-conv", 12)]
 
     doc, where = read_credits(tmp_path / "gen.wav")
     assert where == f"tags of {tmp_path / 'gen.wav'}" and doc["model"]["adapter"] == "tiny-conv"

@@ -43,3 +43,10 @@ def test_a_vetoed_result_goes_to_no_sink(tmp_path: Path) -> None:
 def test_tda_attribute_rejects_a_misspelt_sink_before_any_work(tmp_path: Path) -> None:
     r = runner.invoke(app, ["attribute", str(tmp_path / "x.wav"), "--index", str(tmp_path), "--sink", "tag"])
     assert r.exit_code == 3 and "unknown credit sink 'tag'" in r.stderr
+
+
+def test_credits_show_without_credits_says_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "x.flac"
+    sf.write(str(path), np.zeros(800, dtype=np.float32), 8000)
+    r = runner.invoke(app, ["credits", "show", str(path)])
+    assert r.exit_code == 3 and "no credits found" in r.stderr and "tda attribute" in r.stderr

@@ -31,7 +31,6 @@ TAGGABLE = ("WAV", "WAVEX", "FLAC", "OGG/VORBIS", "OGG/OPUS", "MP3")
 
 def _mutagen() -> Any:
     try:
-        import mutagen  # noqa: F401
         from mutagen import flac, id3, mp3, oggopus, oggvorbis, wave
     except ImportError as exc:
         raise MissingDependencyError(f"audio tags need mutagen (pip install mutagen): {exc}") from None
