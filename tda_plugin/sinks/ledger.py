@@ -112,7 +112,8 @@ class Ledger:
             self._db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
+            if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:  # new file: create once
+                self._db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
         except sqlite3.DatabaseError as exc:
             raise TdaError(f"{self.path}: cannot open the credits ledger ({exc})") from None
 
