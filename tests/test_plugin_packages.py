@@ -46,4 +46,18 @@ def test_broken_plugins_are_reported_by_name_and_the_rest_works(broken_plugins: 
     assert "plugin 'future_hookspec' failed to load" in err and "hookspec 99.0" in err
     assert "plugin 'misspelt_hook' implements unknown hook(s): tda_adaptors (did you mean tda_adapters?)" in err
     assert "plugin 'raises_in_hook' raised in tda_credit_sinks: ValueError: no sinks today" in err
+    assert "plugin 'bad_signature' failed to load: PluginValidationError" in err and "mood" in err
     assert "stable-audio" in adapters() and "ledger" in credit_sinks()
+
+
+def test_autoload_off_skips_installed_packages_but_keeps_the_builtins(example_plugin: Path, monkeypatch) -> None:
+    from tda_plugin import plugins
+
+    monkeypatch.setenv("TDA_PLUGIN_DISABLE_AUTOLOAD", "1")
+    plugins.get_plugin_manager.cache_clear()
+    try:
+        assert "tiny-conv" not in adapters() and set(credit_sinks()) == {"sidecar", "tags", "ledger"}
+    finally:
+        monkeypatch.delenv("TDA_PLUGIN_DISABLE_AUTOLOAD")
+        plugins.get_plugin_manager.cache_clear()
+    assert "tiny-conv" in adapters()
