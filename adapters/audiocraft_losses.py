@@ -123,19 +123,28 @@ def diffusion_steps(draws: Draws, num_steps: int) -> torch.Tensor:
     return (draws.quantiles.double() * num_steps).long().clamp(0, num_steps - 1)
 
 
-def diffusion_loss(unet: torch.nn.Module, schedule: Any, sample: torch.Tensor, condition: torch.Tensor, draws: Draws,
-                   *, norm_power: float = 1.0, kind: str = "mse") -> torch.Tensor:
-    """Per-(sample, draw) MultiBandDiffusion loss [B, D] for processed audio ``sample`` [B, C, S] and its
-    EnCodec-embedding ``condition``; step and noise come from ``draws`` instead of the schedule's RNG."""
-    b, d = sample.shape[0], draws.count
-    dev = sample.device
-    steps = diffusion_steps(draws, schedule.num_steps).to(dev).repeat(b)
-    x = schedule.sample_processor.project_sample(sample).repeat_interleave(d, dim=0)
-    noise = draws.normal(sample.shape[1:]).to(dev).flatten(0, 1)
+def diffusion_loss_at(unet: torch.nn.Module, schedule: Any, sample: torch.Tensor, condition: torch.Tensor,
+                      steps: torch.Tensor, noise: torch.Tensor, *, norm_power: float = 1.0, kind: str = "mse") -> torch.Tensor:
+    """Per-row MultiBandDiffusion loss [N] at given ``steps`` [N] and ``noise`` [N, C, S]: the noising of
+    ``NoiseSchedule.get_training_item`` and the normalised loss of ``DiffusionSolver.run_step``."""
     alpha_bar = schedule.get_alpha_bar(steps)
+    x = schedule.sample_processor.project_sample(sample)
     noisy = (alpha_bar.sqrt() / schedule.rescale) * x + (1 - alpha_bar).sqrt() * noise * schedule.noise_scale
-    out = unet(noisy, steps, condition=condition.repeat_interleave(d, dim=0)).sample
+    out = unet(noisy, steps, condition=condition).sample
     loss_fun = F.mse_loss if kind == "mse" else F.l1_loss
     base = loss_fun(out, noise, reduction="none").mean(dim=(1, 2))
     reference = loss_fun(noisy, noise, reduction="none").mean(dim=(1, 2))
-    return (base / reference ** norm_power).view(b, d)
+    return base / reference ** norm_power
+
+
+def diffusion_loss(unet: torch.nn.Module, schedule: Any, sample: torch.Tensor, condition: torch.Tensor, draws: Draws,
+                   *, norm_power: float = 1.0, kind: str = "mse") -> torch.Tensor:
+    """Per-(sample, draw) loss [B, D] for band-processed audio ``sample`` [B, C, S] and its EnCodec-embedding
+    ``condition``; each draw's step from its stratified quantile, its noise from the sample's own stream."""
+    b, d = sample.shape[0], draws.count
+    dev = sample.device
+    steps = diffusion_steps(draws, schedule.num_steps).to(dev).repeat(b)
+    noise = draws.normal(sample.shape[1:]).to(dev).flatten(0, 1)
+    rows = diffusion_loss_at(unet, schedule, sample.repeat_interleave(d, dim=0), condition.repeat_interleave(d, dim=0),
+                             steps, noise, norm_power=norm_power, kind=kind)
+    return rows.view(b, d)
