@@ -40,9 +40,15 @@ def gen_model(attributor: Attributor, max_duration: float = MAX_DURATION) -> Any
         return cls(name="tda-plugin", compression_model=adapter.compression, lm=adapter.lm, max_duration=max_duration)
 
 
-def attribute_clips(attributor: Attributor, audio: torch.Tensor, descriptions: Sequence[str | None],
-                    settings: AttributeSettings, prompt_audio_s: float | None = None) -> list[AttributionResult]:
-    """One result per generated clip [B, C, S], attributed with its own description."""
+def attribute_clips(attributor: Attributor, audio: torch.Tensor, tokens: torch.Tensor | None,
+                    descriptions: Sequence[str | None], settings: AttributeSettings,
+                    prompt_audio_s: float | None = None) -> list[AttributionResult]:
+    """One result per generated clip [B, C, S], attributed with its own description.
+
+    With ``tokens`` [B, K, T] (what the LM generated), those are the query's representation: decoding
+    and re-encoding them through EnCodec would add the codec's error to what is attributed. The audio
+    still gives the windows and the silence mask.
+    """
     sr = attributor.adapter.sample_rate
     segment = attributor.index.meta.segment_samples
     results = []
@@ -52,7 +58,9 @@ def attribute_clips(attributor: Attributor, audio: torch.Tensor, descriptions: S
         if short > 0:  # e.g. MAGNeT's output can end a few frames before its segment: pad with silence, masked out
             clip = torch.nn.functional.pad(clip, (0, short))
         result = attributor.attribute(clip.numpy(), sr, settings=settings,
-                                      prompt=descriptions[min(i, len(descriptions) - 1)] if descriptions else None)
+                                      prompt=descriptions[min(i, len(descriptions) - 1)] if descriptions else None,
+                                      encoded=None if tokens is None else tokens[i].cpu())
+        result.query["representation"] = "generated tokens" if tokens is not None else "re-encoded audio"
         if short > 0:
             result.query["padded_s"] = round(short / sr, 6)
         if prompt_audio_s is not None:
@@ -61,33 +69,32 @@ def attribute_clips(attributor: Attributor, audio: torch.Tensor, descriptions: S
     return results
 
 
-def _run(model: Any, method: str, *args: Any, **kwargs: Any) -> torch.Tensor:
-    was = model.lm.training
+def _run(model: Any, method: str, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Call ``model.method(*args, return_tokens=True, **kwargs)`` quietly: (audio, tokens)."""
     with quiet():
-        out = getattr(model, method)(*args, **kwargs)
-    model.lm.train(was)
-    return out[0] if isinstance(out, tuple) else out
+        audio, tokens = getattr(model, method)(*args, return_tokens=True, **kwargs)
+    return audio, tokens
 
 
 def generate(attributor: Attributor, model: Any, descriptions: list[str], *,
              settings: AttributeSettings = AttributeSettings(), **kwargs: Any) -> tuple[torch.Tensor, list[AttributionResult]]:
     """``model.generate(descriptions, **kwargs)`` (MusicGen or MAGNeT) and each clip's credits."""
-    audio = _run(model, "generate", descriptions, **kwargs)
-    return audio, attribute_clips(attributor, audio, descriptions, settings)
+    audio, tokens = _run(model, "generate", descriptions, **kwargs)
+    return audio, attribute_clips(attributor, audio, tokens, descriptions, settings)
 
 
 def generate_with_chroma(attributor: Attributor, model: Any, descriptions: list[str], melody_wavs: Any,
                          melody_sample_rate: int, *, settings: AttributeSettings = AttributeSettings(),
                          **kwargs: Any) -> tuple[torch.Tensor, list[AttributionResult]]:
     """``model.generate_with_chroma(...)`` and each clip's credits (attributed with its text)."""
-    audio = _run(model, "generate_with_chroma", descriptions, melody_wavs, melody_sample_rate, **kwargs)
-    return audio, attribute_clips(attributor, audio, descriptions, settings)
+    audio, tokens = _run(model, "generate_with_chroma", descriptions, melody_wavs, melody_sample_rate, **kwargs)
+    return audio, attribute_clips(attributor, audio, tokens, descriptions, settings)
 
 
 def generate_continuation(attributor: Attributor, model: Any, prompt: torch.Tensor, prompt_sample_rate: int,
                           descriptions: list[str | None] | None = None, *, settings: AttributeSettings = AttributeSettings(),
                           **kwargs: Any) -> tuple[torch.Tensor, list[AttributionResult]]:
     """``model.generate_continuation(...)`` and each clip's credits; the prompt audio is part of the query."""
-    audio = _run(model, "generate_continuation", prompt, prompt_sample_rate, descriptions, **kwargs)
-    return audio, attribute_clips(attributor, audio, descriptions or [None], settings,
+    audio, tokens = _run(model, "generate_continuation", prompt, prompt_sample_rate, descriptions, **kwargs)
+    return audio, attribute_clips(attributor, audio, tokens, descriptions or [None], settings,
                                   prompt_audio_s=prompt.shape[-1] / prompt_sample_rate)

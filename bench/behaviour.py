@@ -12,32 +12,37 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from tda_plugin import Attributor, AttributeSettings
-from tda_plugin.evaluation import (add_noise, generated_checks, pitch_shift, prompt_swap_check, segment_checks,
-                                   spread_segments)
+from tda_plugin.evaluation import (CheckOutcome, add_noise, generated_checks, pitch_shift, prompt_swap_check,
+                                   segment_checks, spread_segments)
 
 
-def clip_generator(att: Attributor, steps: int) -> tuple[Callable[[str, int], np.ndarray], float | None]:
-    """The toolkit's own generate call for the index's model, and the timing conditioning it uses."""
-    seg = att.index.meta.segment_samples
-    if att.adapter.name == "audiocraft":
-        from tda_plugin.adapters.audiocraft_generation import gen_model
+def audiocraft_generated_check(att: Attributor, styles: dict[str, str], settings: AttributeSettings,
+                               clips_per_style: int) -> CheckOutcome:
+    """Clips from audiocraft's own MusicGen.generate, attributed from the tokens it generated (the wrapper's way)."""
+    from tda_plugin.adapters.audiocraft_generation import gen_model, generate
 
-        model = gen_model(att)
-        model.set_generation_params(duration=att.index.meta.segment_seconds, top_k=0, cfg_coef=3.0)
+    model = gen_model(att)
+    model.set_generation_params(duration=att.index.meta.segment_seconds, top_k=0, cfg_coef=3.0)
+    out = CheckOutcome("generated: prompted artist credited first")
+    for k, (prompt, artist) in enumerate(sorted(styles.items())):
+        for j in range(clips_per_style):
+            torch.manual_seed(1000 * j + k)
+            _, (result,) = generate(att, model, [prompt], settings=settings)
+            out.total += 1
+            out.hits += bool(result.artists) and result.artists[0]["artist"] == artist
+    return out
 
-        def generate_tokens(prompt: str, seed: int) -> np.ndarray:
-            torch.manual_seed(seed)
-            return model.generate([prompt])[0].clamp(-1, 1).cpu().numpy()
 
-        return generate_tokens, None
+def stable_audio_generated_check(att: Attributor, styles: dict[str, str], settings: AttributeSettings,
+                                 clips_per_style: int, steps: int) -> CheckOutcome:
     from tda_plugin.adapters.stable_audio_generation import generate_with_credits
 
+    seg = att.index.meta.segment_samples
     total = float(np.median([t.duration_s for t in att.index.tracks.values()]))  # timing as in training
 
     def generate(prompt: str, seed: int) -> np.ndarray:
@@ -46,7 +51,7 @@ def clip_generator(att: Attributor, steps: int) -> tuple[Callable[[str, int], np
                                            batch_size=1, sample_size=seg, seed=seed, device="cpu", return_latents=True)
         return att.adapter.decode(latents)[0].clamp(-1, 1).cpu().numpy()
 
-    return generate, total
+    return generated_checks(att, styles, generate, settings, clips_per_style, seconds_total=total)
 
 
 def main() -> None:
@@ -67,9 +72,11 @@ def main() -> None:
                                                    "noise 20 dB SNR: source track credited first": add_noise,
                                                    "pitch +1 semitone: source track credited first": pitch_shift})
     outcomes.extend(prompt_swap_check(att, ids, settings))
-    generate, total = clip_generator(att, args.steps)
     styles = {t.caption: t.artist for t in att.index.tracks.values() if t.caption}
-    outcomes.append(generated_checks(att, styles, generate, settings, args.clips_per_style, seconds_total=total))
+    if att.adapter.name == "audiocraft":
+        outcomes.append(audiocraft_generated_check(att, styles, settings, args.clips_per_style))
+    else:
+        outcomes.append(stable_audio_generated_check(att, styles, settings, args.clips_per_style, args.steps))
     wall = time.monotonic() - t0
     doc = {"demo_dir": str(args.demo_dir), "adapter": att.adapter.name, "segments": len(att.index.segments), "queries": len(ids),
            "method": settings.unlearn.to_dict() | {"draws": att.index.meta.settings["draws"], "candidates": "all"},
