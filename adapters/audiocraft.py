@@ -36,7 +36,7 @@ NAME = "audiocraft"
 REQUIREMENT = "audiocraft 1.3 (pip install --no-deps audiocraft==1.3.0 xformers, then -r requirements/toolkits.txt)"
 LM_FILE, COMPRESSION_FILE = "state_dict.bin", "compression_state_dict.bin"
 #: Hugging Face files each pretrained piece loads (alternatives separated by "|")
-T5_FILES = ("config.json", "spiece.model", "model.safetensors|pytorch_model.bin")
+T5_FILES = ("config.json", "spiece.model|tokenizer.json", "model.safetensors|pytorch_model.bin")
 HF_ENCODEC_FILES = ("config.json", "model.safetensors|pytorch_model.bin")
 
 

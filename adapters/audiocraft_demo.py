@@ -124,7 +124,7 @@ def _load_tracks(tracks: list[Track], sample_rate: int, min_samples: int) -> lis
 
 
 def train_compression(compression: torch.nn.Module, audio: list[torch.Tensor], *, seconds: float, rng: random.Random,
-                      crop: int, batch: int = 8, lr: float = 3e-3) -> int:
+                      crop: int, batch: int = 8, lr: float = 3e-3, max_steps: int | None = None) -> int:
     """EnCodec's non-adversarial objective: L1 + multi-scale mel + commitment; kmeans initialises the RVQ."""
     from audiocraft.losses import MultiScaleMelSpectrogramLoss
 
@@ -132,7 +132,7 @@ def train_compression(compression: torch.nn.Module, audio: list[torch.Tensor], *
     opt = torch.optim.Adam(compression.parameters(), lr=lr, betas=(0.5, 0.9))
     compression.train()
     start, step = time.monotonic(), 0
-    while time.monotonic() - start < seconds:
+    while time.monotonic() - start < seconds and (max_steps is None or step < max_steps):
         crops = []
         for _ in range(batch):
             a = audio[rng.randrange(len(audio))]
@@ -147,15 +147,17 @@ def train_compression(compression: torch.nn.Module, audio: list[torch.Tensor], *
         opt.step()
         step += 1
     compression.eval().requires_grad_(False)
-    log.info("EnCodec: %d steps, last loss %.4f", step, float(loss))
+    log.info("EnCodec: %d steps, last loss %.4f", step, float(loss.detach()))
     return step
 
 
 def train_demo_model(tracks: list[Track], out_dir: Path, *, minutes: float, seed: int = 0, sample_rate: int = 8000,
                      segment_seconds: float = 2.0, codec_share: float = 0.25, batch: int = 16, lr: float = 2e-3,
-                     magnet: bool = False, max_steps: int | None = None, lm_overrides: dict[str, Any] | None = None) -> Path:
+                     magnet: bool = False, max_steps: int | None = None, codec_steps: int | None = None,
+                     lm_overrides: dict[str, Any] | None = None) -> Path:
     """Train EnCodec for ``codec_share`` of the budget, then the LM on random crops with their prompts;
-    returns the checkpoint directory."""
+    returns the checkpoint directory. Step caps (``codec_steps``, ``max_steps``) make the result
+    independent of machine speed when the budget is generous."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     comp_cfg = compression_config(sample_rate=sample_rate)
@@ -165,7 +167,8 @@ def train_demo_model(tracks: list[Track], out_dir: Path, *, minutes: float, seed
     loaded = _load_tracks(tracks, sample_rate, seg)
     budget = minutes * 60.0
     with task("training demo EnCodec", 1) as advance:
-        train_compression(compression, [a for _, a, _ in loaded], seconds=budget * codec_share, rng=rng, crop=seg)
+        train_compression(compression, [a for _, a, _ in loaded], seconds=budget * codec_share, rng=rng, crop=seg,
+                          max_steps=codec_steps)
         advance(1)
     adapter = AudiocraftLMAdapter(lm, compression, _omega(lm_cfg), fingerprint="training")
     codes = [(t, adapter.encode(a[None, :, : adapter.valid_segment_samples(a.shape[-1])])[0]) for t, a, _ in loaded]
@@ -193,7 +196,7 @@ def train_demo_model(tracks: list[Track], out_dir: Path, *, minutes: float, seed
             opt.step()
             step += 1
             advance(int(time.monotonic() - start) - int(elapsed))
-    log.info("LM: %d steps, last loss %.4f", step, float(loss))
+    log.info("LM: %d steps, last loss %.4f", step, float(loss.detach()))
     return export_checkpoint(out_dir, lm, compression, lm_cfg, comp_cfg)
 
 

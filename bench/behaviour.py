@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from tda_plugin import Attributor, AttributeSettings
+from tda_plugin.settings import UnlearnSettings
 from tda_plugin.evaluation import (CheckOutcome, add_noise, generated_checks, pitch_shift, prompt_swap_check,
                                    segment_checks, spread_segments)
 
@@ -62,11 +63,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=50, help="sampler steps for generated clips")
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     ap.add_argument("--name", default="behaviour", help="results file name (e.g. behaviour-audiocraft)")
+    ap.add_argument("--subset", default=UnlearnSettings.subset, help="parameter subset unlearning moves")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     t0 = time.monotonic()
     att = Attributor.from_index(args.demo_dir / "index")
-    settings = AttributeSettings(candidates="all")
+    settings = AttributeSettings(UnlearnSettings(subset=args.subset), candidates="all")
     ids = spread_segments(att, args.queries)
     outcomes = segment_checks(att, ids, settings, {"self: segment ranks itself first": None,
                                                    "noise 20 dB SNR: source track credited first": add_noise,
