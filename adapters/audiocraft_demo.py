@@ -128,7 +128,8 @@ def train_compression(compression: torch.nn.Module, audio: list[torch.Tensor], *
     """EnCodec's non-adversarial objective: L1 + multi-scale mel + commitment; kmeans initialises the RVQ."""
     from audiocraft.losses import MultiScaleMelSpectrogramLoss
 
-    mel = MultiScaleMelSpectrogramLoss(sample_rate=compression.sample_rate, range_start=6, range_end=9, n_mels=32)
+    with quiet():  # torchaudio warns that the smallest scale has empty mel filters
+        mel = MultiScaleMelSpectrogramLoss(sample_rate=compression.sample_rate, range_start=6, range_end=9, n_mels=32)
     opt = torch.optim.Adam(compression.parameters(), lr=lr, betas=(0.5, 0.9))
     compression.train()
     start, step = time.monotonic(), 0
