@@ -101,9 +101,8 @@ def pretrained_files_missing(cfg: Any, compression_pkg: dict[str, Any]) -> list[
     """Hugging Face files that the T5 conditioner and a pretrained EnCodec would load but the local cache lacks."""
     missing: list[str] = []
     for cond in (cfg.get("conditioners") or {}).values():
-        if isinstance(cond, dict) or hasattr(cond, "get"):
-            if cond.get("model") == "t5":
-                missing += _missing_hf_files(str(cond["t5"]["name"]), T5_FILES)
+        if hasattr(cond, "get") and cond.get("model") == "t5":  # (the "args" entry is no conditioner)
+            missing += _missing_hf_files(str(cond["t5"]["name"]), T5_FILES)
     name = compression_pkg.get("pretrained")
     if isinstance(name, str) and not name.startswith("dac"):
         missing += _missing_hf_files(name, HF_ENCODEC_FILES)
