@@ -308,10 +308,17 @@ class AudiocraftLMAdapter:
             self.lm.eval().requires_grad_(False)
 
 
-def load(checkpoint: Path, *, model_config: Path | None = None, device: str = "cpu") -> AudiocraftLMAdapter:
+def load(checkpoint: Path, *, model_config: Path | None = None, device: str = "cpu") -> Any:
+    """An LM checkpoint directory (``state_dict.bin``) or a MultiBandDiffusion one (``*.th``), by what it holds."""
+    path = Path(checkpoint)
+    directory = path.parent if path.is_file() else path
+    if not (directory / LM_FILE).is_file() and any(directory.glob("*.th")):
+        from .audiocraft_mbd import AudiocraftMBDAdapter
+
+        return AudiocraftMBDAdapter.load(directory, device)
     return AudiocraftLMAdapter.load(checkpoint, model_config=model_config, device=device)
 
 
 @hookimpl
 def tda_adapters() -> list[AdapterSpec]:
-    return [AdapterSpec(NAME, "audiocraft MusicGen / MAGNeT token LMs over EnCodec codes", load, REQUIREMENT)]
+    return [AdapterSpec(NAME, "audiocraft MusicGen / MAGNeT token LMs, MultiBandDiffusion decoders", load, REQUIREMENT)]
