@@ -4,7 +4,8 @@ A checkpoint is a directory as audiocraft exports and loads it: ``state_dict.bin
 ``xp.cfg``) and ``compression_state_dict.bin`` (an exported EnCodec, or ``{"pretrained": name}``),
 read by audiocraft's own ``loaders.load_lm_model`` / ``load_lm_model_magnet`` /
 ``load_compression_model``. The training representation is the EnCodec codes [B, K, T] (long); the
-per-sample loss is the LM's own objective (adapters/audiocraft_losses.py).
+per-sample loss is the LM's own objective (adapters/audiocraft_losses.py). A directory holding a
+MultiBandDiffusion package (``*.th``) instead loads as the diffusion decoder (adapters/audiocraft_mbd.py).
 
 audiocraft is imported lazily: listing this adapter never needs it.
 """
