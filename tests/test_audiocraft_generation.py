@@ -56,3 +56,32 @@ def test_magnet_generate_returns_credits(tmp_path: Path) -> None:
     assert audio.shape[:2] == (1, 1) and result.credits
     if audio.shape[-1] < att.index.meta.segment_samples:  # padded to one segment, and said so
         assert result.query["padded_s"] > 0
+
+
+def test_credited_generate_saves_clips_and_runs_sinks(tmp_path: Path) -> None:
+    """The one-line wrapper: audiocraft's generate, each clip saved with its credits in tags and a sidecar."""
+    import json
+
+    import soundfile as sf
+
+    from tda_plugin.adapters.audiocraft_generation import credited
+    from tda_plugin.errors import TdaError
+    from tda_plugin.sinks.read import read_credits
+
+    att = _attributor(tmp_path, magnet=False)
+    model = gen_model(att)
+    model.set_generation_params(duration=att.index.meta.segment_seconds, top_k=10)
+    generate = credited(att, model, settings=SETTINGS, save_to=str(tmp_path / "out" / "clip_{i}.flac"),
+                        sinks=("tags", "sidecar"))
+    torch.manual_seed(0)
+    wav, clips = generate(["low hum", "high beep"])
+    assert torch.is_tensor(wav) and wav.shape[0] == 2 and len(clips) == 2
+    for clip, prompt in zip(clips, ["low hum", "high beep"]):
+        assert clip.path is not None and clip.path.suffix == ".flac" and clip.path.is_file()
+        assert sf.info(str(clip.path)).samplerate == att.adapter.sample_rate
+        stored, source = read_credits(clip.path)
+        assert stored["query"]["prompt"] == prompt and stored["query"]["representation"] == "generated tokens"
+        assert stored["credits"] == json.loads(json.dumps(clip.credits))
+        assert {r.sink for r in clip.receipts} == {"tags", "sidecar"}
+    with pytest.raises(TdaError, match="generate_audio"):
+        credited(att, model, "generate_audio")
