@@ -1,6 +1,7 @@
 """Settings as validated dataclasses. CLI options mirror these fields; results record them all."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -97,13 +98,38 @@ class AttributeSettings:
     unlearn: UnlearnSettings = field(default_factory=UnlearnSettings)
     #: segments to report
     top: int = 10
-    #: candidates scored exactly: an int (top-M by the prefilter) or "all" (no prefilter)
-    candidates: int | Literal["all"] = 256
+    #: candidates scored exactly: an int M (the prefilter's top M), a percentage of the catalogue ("5%"),
+    #: or "all" (no prefilter). The default comes from bench/prefilter_recall.py (docs/performance.md)
+    candidates: int | str = "5%"
     #: segment-draws per forward pass when scoring
     batch_size: int = 64
 
     def __post_init__(self) -> None:
         if self.top < 1 or self.batch_size < 1:
             raise TdaError("top and batch size must be at least 1")
-        if self.candidates != "all" and (not isinstance(self.candidates, int) or self.candidates < 1):
-            raise TdaError("candidates must be a positive integer or 'all'")
+        if self.candidates != "all" and not (isinstance(self.candidates, int) and self.candidates >= 1) \
+                and _percentage(self.candidates) is None:
+            raise TdaError("candidates must be a positive integer, a percentage such as '5%', or 'all'")
+
+    def candidate_count(self, n: int) -> int:
+        """M for a catalogue of ``n`` segments; a percentage never gives fewer than ``MIN_CANDIDATES``."""
+        if self.candidates == "all":
+            return n
+        pct = _percentage(self.candidates)
+        if pct is not None:
+            return min(n, max(MIN_CANDIDATES, math.ceil(pct / 100 * n)))
+        return min(n, int(self.candidates))
+
+
+#: floor of a percentage M: below it exact scoring is cheap anyway, and a top-10 needs room
+MIN_CANDIDATES = 64
+
+
+def _percentage(value: object) -> float | None:
+    if isinstance(value, str) and value.endswith("%"):
+        try:
+            pct = float(value[:-1])
+        except ValueError:
+            return None
+        return pct if 0 < pct <= 100 else None
+    return None
