@@ -30,7 +30,7 @@ from .index.builder import segment_conditioning
 from .index.store import Index
 from .randomness import make_draws, query_stream, segment_stream
 from .registry import get_embedder_spec, load_adapter
-from .scoring import losses, segments_per_batch
+from .scoring import Precision, auto_batch_size, losses, segments_per_batch
 from .settings import AttributeSettings, UnlearnSettings
 from .sketch import GradientSketch
 from .sketch import for_model as sketch_for_model
@@ -176,15 +176,29 @@ class Attributor:
         return names, delta, alpha, relative_step
 
     def exact_scores(self, ids: list[int], names: list[str], delta: list[torch.Tensor], un: UnlearnSettings,
-                     batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+                     batch_size: int, precision: Precision = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
         """(τ, score) of ``ids``: the mean loss change, and τ / s_i under the "self" normalisation."""
-        tau = (self.losses_after(ids, names, delta, batch_size) - self.index.baseline_rows(ids)).mean(dim=1)
+        if batch_size == 0:
+            batch_size = self._auto_batch(ids, precision)
+        after = self.losses_after(ids, names, delta, batch_size, precision)
+        base = self.index.baseline_rows(ids) if precision == "fp32" else \
+            self.losses_after(ids, names, [torch.zeros_like(d) for d in delta], batch_size, precision)
+        tau = (after - base).mean(dim=1)
         if un.normalize != "self":
             return tau, tau
         sens = self.index.baseline_rows(ids, f"sensitivity.{un.subset}")
         return tau, tau / sens.clamp_min(float(sens.max()) * 1e-6 + 1e-30)  # a zero-gradient segment must not explode
 
-    def losses_after(self, ids: list[int], names: list[str], delta: list[torch.Tensor], batch_size: int) -> torch.Tensor:
+    def _auto_batch(self, ids: list[int], precision: Precision) -> int:
+        s = self.index.segments[ids[0]]
+        distributed.init_from_env()
+        return distributed.agree_min(auto_batch_size(self.adapter, self.index.gather(ids[:1], "latents"),
+                               [segment_conditioning(self.index.tracks[s.track_id], s)], [segment_stream(ids[0])],
+                               seed=self.index.meta.settings["seed"], draws=self.index.meta.settings["draws"],
+                               precision=precision))
+
+    def losses_after(self, ids: list[int], names: list[str], delta: list[torch.Tensor], batch_size: int,
+                     precision: Precision = "fp32") -> torch.Tensor:
         """L(z_i, θ0+Δ) [n, D] for ``ids``; under torchrun, batches of segment ids are dealt out across ranks.
 
         Each batch is the one a single process would score, so the gathered result is bit-identical.
@@ -201,7 +215,8 @@ class Attributor:
                 segs = [self.index.segments[i] for i in chunk]
                 conds = [segment_conditioning(self.index.tracks[s.track_id], s) for s in segs]
                 parts[b] = losses(self.adapter, self.index.gather(chunk, "latents"), conds,
-                                  [segment_stream(i) for i in chunk], seed=seed, draws=draws, batch_size=batch_size)
+                                  [segment_stream(i) for i in chunk], seed=seed, draws=draws, batch_size=batch_size,
+                                  precision=precision)
         merged = distributed.merge(parts)
         return torch.cat([merged[b] for b in range(len(batches))]) if batches else torch.empty(0, draws)
 
@@ -219,7 +234,7 @@ class Attributor:
         index_damping = float(meta.settings.get("damping", 0.1))
         damping = index_damping if un.damping is None else un.damping
         ids = self.candidates(query, settings)
-        tau, score = self.exact_scores(ids, names, delta, un, settings.batch_size)
+        tau, score = self.exact_scores(ids, names, delta, un, settings.batch_size, settings.precision)
         scores = {sid: float(s) for sid, s in zip(ids, score.tolist())}
         raw = dict(zip(ids, tau.tolist()))
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))

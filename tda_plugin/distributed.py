@@ -54,6 +54,15 @@ def barrier() -> None:
         dist.barrier()
 
 
+def agree_min(value: int) -> int:
+    """The smallest of every rank's ``value`` (e.g. a batch size sized from each rank's free memory)."""
+    if world() == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
+
+
 def merge(parts: dict[int, T]) -> dict[int, T]:
     """Every rank's {unit: result}, gathered on every rank (unit keys are disjoint across ranks)."""
     if world() == 1:

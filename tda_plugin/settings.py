@@ -101,12 +101,17 @@ class AttributeSettings:
     #: candidates scored exactly: an int M (the prefilter's top M), a percentage of the catalogue ("5%"),
     #: or "all" (no prefilter). The default comes from bench/prefilter_recall.py (docs/performance.md)
     candidates: int | str = "5%"
-    #: segment-draws per forward pass when scoring
+    #: segment-draws per forward pass when scoring; 0: as many as fit in free GPU memory (64 on CPU)
     batch_size: int = 64
+    #: "fp32", or "bf16": autocast on CUDA with fp32 losses; the baseline is then recomputed in bf16 for
+    #: the candidates (paired), since the cached fp32 baseline would not cancel bf16 rounding
+    precision: Literal["fp32", "bf16"] = "fp32"
 
     def __post_init__(self) -> None:
-        if self.top < 1 or self.batch_size < 1:
-            raise TdaError("top and batch size must be at least 1")
+        if self.top < 1 or self.batch_size < 0:
+            raise TdaError("top must be at least 1 and batch size non-negative (0: automatic)")
+        if self.precision not in ("fp32", "bf16"):
+            raise TdaError(f"unknown precision {self.precision!r} (fp32 or bf16)")
         if self.candidates != "all" and not (isinstance(self.candidates, int) and self.candidates >= 1) \
                 and _percentage(self.candidates) is None:
             raise TdaError("candidates must be a positive integer, a percentage such as '5%', or 'all'")
