@@ -1,7 +1,7 @@
 """Query latency with the prefilter vs ``--candidates all``, prefilter search time vs N, build throughput and memory.
 
     python bench/latency.py --template demo-out/index --sizes 1000 --model-sizes 1000,2000,5000,10000,20000 \\
-        --search-sizes 1000,10000,100000,1000000 --build-corpus /tmp/real/catalogue --build-tracks 8,24,51
+        --search "4096@1000,10000,100000 256@100000,1000000" --build-corpus /tmp/real/catalogue --build-tracks 8,24,51
 
 1. End to end, side by side: for each N in ``--sizes`` a synthetic index of the template's model is
    written (template segments' latents cycled with small noise, their baseline rows and sensitivities,
@@ -10,7 +10,7 @@
 2. Modelled for ``--model-sizes``: exhaustive = fixed + N/rate, prefiltered = fixed + search(N) + M/rate,
    from the fixed per-query cost (encode + unlearning step) and the scoring rate (segments/s)
    measured in 1 and the search time measured in 3. Marked "modelled" in the output.
-3. FAISS search of the top M = 5 % of N among N random unit vectors of the sketch size, with the
+3. FAISS search of the top M = 5 % of N among N random unit vectors (``--search``: sizes and counts), with the
    index kind chosen automatically (flat below 10^5, IVF-PQ from there), built by streaming.
 4. Index build: segments/s and peak RSS of a fresh process building the first K tracks of
    ``--build-corpus`` with the gradient-sketch embedder (``--build-tracks``).
@@ -125,7 +125,7 @@ def search_times(sizes: list[int], dim: int, repeats: int = 5) -> list[dict]:
             t = time.perf_counter()
             vectors.search(index, q, m)
             times.append(time.perf_counter() - t)
-        out.append({"n": n, "m": m, "kind": vectors.describe(index), "search_s": float(np.median(times)),
+        out.append({"n": n, "dim": dim, "m": m, "kind": vectors.describe(index), "search_s": float(np.median(times)),
                     "build_s": round(build_s, 2)})
         print(out[-1], flush=True)
         del index
@@ -174,7 +174,8 @@ def main() -> None:
     ap.add_argument("--template", type=Path, required=True, help="a finished index (the demo's) whose model is timed")
     ap.add_argument("--sizes", default="1000", help="N measured end to end, both paths")
     ap.add_argument("--model-sizes", default="1000,2000,5000,10000,20000")
-    ap.add_argument("--search-sizes", default="1000,10000,100000,1000000")
+    ap.add_argument("--search", default=f"{SKETCH_DIM}@1000,10000,100000 256@100000,1000000",
+                    help="'DIM@N1,N2 ...': vector sizes and counts for the FAISS search timing")
     ap.add_argument("--build-corpus", type=Path)
     ap.add_argument("--build-tracks", default="")
     ap.add_argument("--work", type=Path, default=Path("/tmp/tda-latency"))
@@ -200,13 +201,17 @@ def main() -> None:
                          "ratio": round(all_s / pre_s, 2), "fixed_s": round(fixed, 3),
                          "score_rate_segments_per_s": round(n / max(1e-9, all_s - fixed), 3)})
         print(measured[-1], flush=True)
-    search = search_times([int(x) for x in args.search_sizes.split(",") if x], SKETCH_DIM)
+    search = []
+    for group in args.search.split():
+        dim, sizes = group.split("@")
+        search += search_times([int(x) for x in sizes.split(",") if x], int(dim))
     modelled = []
     if measured:
         fixed, rate = measured[-1]["fixed_s"], measured[-1]["score_rate_segments_per_s"]
         for n in [int(x) for x in args.model_sizes.split(",") if x]:
             m = default.candidate_count(n)
-            near = min(search, key=lambda s: abs(math.log(s["n"] / n))) if search else {"search_s": 0.0, "n": n}
+            same = [s for s in search if s["dim"] == SKETCH_DIM] or search
+            near = min(same, key=lambda s: abs(math.log(s["n"] / n))) if same else {"search_s": 0.0, "n": n}
             s_time = near["search_s"] * (n / near["n"] if vectors.kind_for(n) == "flat" else 1.0)
             pre = fixed + s_time + m / rate
             full = fixed + n / rate
@@ -231,8 +236,9 @@ def markdown(doc: dict) -> str:
               for r in doc["measured"]]
     lines += [f"| {r['n']} | {r['m']} | {r['prefiltered_s']} | {r['exhaustive_s']} | {r['ratio']} | modelled |"
               for r in doc["modelled"]]
-    lines += ["", "| vectors | M | index kind | search ms | build s |", "|---|---|---|---|---|"]
-    lines += [f"| {r['n']} | {r['m']} | {r['kind']} | {1000 * r['search_s']:.2f} | {r['build_s']} |" for r in doc["search"]]
+    lines += ["", "| vectors | dim | M | index kind | search ms | build s |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['n']} | {r['dim']} | {r['m']} | {r['kind']} | {1000 * r['search_s']:.2f} | {r['build_s']} |"
+              for r in doc["search"]]
     if doc["build"]:
         lines += ["", "| tracks | segments | build s | segments/s | peak RSS MB |", "|---|---|---|---|---|"]
         lines += [f"| {r['tracks']} | {r['segments']} | {r['build_s']} | {r['segments_per_s']} | {r['peak_rss_mb']} |"

@@ -129,7 +129,8 @@ class Attributor:
             s = self.index.meta.settings
             names = self.adapter.parameter_groups()["blocks"]
             lam = group_damping(self.fisher, names, float(s.get("damping", 0.1)))
-            self._sketch = sketch_for_model(self.adapter.module, names, self.fisher, lam, seed=s["seed"])
+            self._sketch = sketch_for_model(self.adapter.module, names, self.fisher, lam, seed=s["seed"],
+                                            dim=self.index.vectors().d)  # the size the index was built with
         return self._sketch
 
     def query_vector(self, query: EncodedQuery, embedder: str | None = None) -> np.ndarray:

@@ -22,8 +22,9 @@ class IndexSettings:
     seed: int = 0
     #: training segments sampled for the diagonal Fisher
     fisher_segments: int = 64
-    #: prefilter embedder (a name registered through the tda_embedders hook)
-    embedder: str = "activations"
+    #: prefilter embedder (a name registered through the tda_embedders hook); the gradient sketch had the
+    #: best recall of the exhaustive top-10 on the demo and the real catalogue (docs/performance.md)
+    embedder: str = "gradient_sketch"
     #: segments per shard file: the unit of resumption
     shard_size: int = 64
     #: λ of the stored per-segment sensitivities, as a fraction of the subset's mean Fisher
