@@ -46,7 +46,10 @@ N_MFCC = 20
 
 def mfcc_chroma(adapter: "ModelAdapter", encoded: torch.Tensor, cond: Any, streams: list[str], seed: int) -> torch.Tensor:
     """Mean/std over frames of MFCCs 1..19 and of the chroma, each block L2-normalised, of the decoded audio."""
-    import librosa
+    try:
+        import librosa
+    except ImportError:
+        raise TdaError("the mfcc_chroma embedder needs librosa: pip install 'tda-plugin[features]'") from None
 
     audio = adapter.decode(encoded).float().mean(dim=1).cpu().numpy()  # mono
     out = []

@@ -129,3 +129,17 @@ def test_recall_core_and_prefiltered_attribution(sketch_index: Path, tiny_catalo
         assert table.recall[e][3][1.0] == 1.0 and 0.0 <= table.recall[e][3][0.25] <= 1.0
     # the unprojected first-order score is what the sketch approximates: it must find the exact top-3
     assert table.recall["first_order"][3][0.25] >= 2 / 3
+
+
+def test_mfcc_chroma_embeds_decoded_audio(tiny_index: Path) -> None:
+    from tda_plugin.attributor import Attributor
+    from tda_plugin.embedders import mfcc_chroma
+
+    att = Attributor.from_index(tiny_index)
+    emb = mfcc_chroma(att.adapter, att.index.gather([0, 1, 6], "latents"), None, [], 0)
+    assert emb.shape == (3, 62) and torch.isfinite(emb).all()
+    # four L2-normalised blocks: MFCC mean/std (19 each), chroma mean/std (12 each)
+    blocks = torch.split(emb, [19, 19, 12, 12], dim=1)
+    for b in blocks:
+        torch.testing.assert_close(b.norm(dim=1), torch.ones(3), atol=1e-5, rtol=0)
+    assert not torch.allclose(emb[0], emb[2])  # different tracks (different tones) embed differently
