@@ -132,8 +132,9 @@ def search_times(sizes: list[int], dim: int, repeats: int = 5) -> list[dict]:
     return out
 
 
+# peak RSS from /proc/self/status VmHWM: getrusage's ru_maxrss survives execve and would include the parent's
 BUILD_CHILD = """
-import resource, sys, time, torch
+import re, sys, time, torch
 torch.set_num_threads(1)
 from pathlib import Path
 from tda_plugin.adapters.stable_audio import load
@@ -144,7 +145,8 @@ adapter = load(ckpt)
 t = time.perf_counter()
 report = build_index(corpus, out, adapter, checkpoint=ckpt, model_config=ckpt.with_name("model_config.json"),
                      settings=IndexSettings(embedder="gradient_sketch"))
-print(report.segments, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+hwm = re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)
+print(report.segments, time.perf_counter() - t, hwm)
 """
 
 

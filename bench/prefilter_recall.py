@@ -75,6 +75,7 @@ def main() -> None:
     ap.add_argument("--embedders", default=",".join(EMBEDDERS))
     ap.add_argument("--sketch-dims", default=f"{SKETCH_DIM},1024,4096", help="sizes of the gradient sketch to compare")
     ap.add_argument("--ks", default="10,100")
+    ap.add_argument("--fractions", default=",".join(map(str, FRACTIONS)), help="M as fractions of N")
     ap.add_argument("--name", default="demo")
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     args = ap.parse_args()
@@ -83,7 +84,8 @@ def main() -> None:
     queries = (clip_queries(args.clips) if args.clips else []) + noisy_queries(att, args.noisy_copies)
     n = len(att.index.segments)
     ks = [k for k in map(int, args.ks.split(",")) if k < n]
-    table = evaluate_prefilter(att, queries, args.embedders.split(","), ks=ks, fractions=FRACTIONS,
+    table = evaluate_prefilter(att, queries, args.embedders.split(","), ks=ks,
+                               fractions=[float(f) for f in args.fractions.split(",")],
                                sketch_dims=[int(d) for d in args.sketch_dims.split(",")])
     doc = {"name": args.name, "index": str(args.index), "embedder_of_index": att.index.meta.settings["embedder"],
            "draws": att.index.meta.settings["draws"], "first_order": FIRST_ORDER,

@@ -58,6 +58,10 @@ class RecallTable:
     fractions: list[float]
     recall: dict[str, dict[int, dict[float, float]]] = field(default_factory=dict)
     per_query: dict[str, dict[int, dict[float, list[float]]]] = field(default_factory=dict)
+    #: per query: the exhaustive top max(ks) ids, and each embedder's first max-M ids (recall at any
+    #: other k <= max(ks), M <= max-M can be recomputed from these)
+    exact_top: list[list[int]] = field(default_factory=list)
+    rankings: dict[str, list[list[int]]] = field(default_factory=dict)
 
     def m(self, fraction: float) -> int:
         return max(1, math.ceil(fraction * self.n))
@@ -68,7 +72,8 @@ class RecallTable:
                 "recall": {e: {str(k): {str(f): v for f, v in byf.items()} for k, byf in byk.items()}
                            for e, byk in self.recall.items()},
                 "per_query": {e: {str(k): {str(f): v for f, v in byf.items()} for k, byf in byk.items()}
-                              for e, byk in self.per_query.items()}}
+                              for e, byk in self.per_query.items()},
+                "exact_top": self.exact_top, "rankings": self.rankings}
 
 
 def top_k(scores: Mapping[int, float], k: int) -> list[int]:
@@ -171,6 +176,8 @@ def evaluate_prefilter(att: Attributor, queries: Sequence[Query], embedders: Seq
         vecs = segment_vectors(att, e)
         rankings[e] = [rank_by_cosine(vecs, ids, att.query_vector(eq, e)[0]) for eq in encoded]
     table = RecallTable(len(ids), [q.name for q in queries], list(ks), list(fractions))
+    table.exact_top = [top_k(ex, max(ks)) for ex in exact]
+    table.rankings = {e: [r[:table.m(max(fractions))] for r in per_q] for e, per_q in rankings.items()}
     for e, per_q in rankings.items():
         table.per_query[e] = {k: {f: [recall_at(ex, r, k, table.m(f)) for ex, r in zip(exact, per_q)]
                                   for f in fractions} for k in ks}

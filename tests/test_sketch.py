@@ -12,7 +12,7 @@ from scipy.stats import spearmanr
 from tda_plugin.index import vectors
 from tda_plugin.recall import Query, evaluate_prefilter, recall_at, top_k
 from tda_plugin.settings import AttributeSettings, IndexSettings, UnlearnSettings
-from tda_plugin.sketch import GradientSketch
+from tda_plugin.sketch import SKETCH_DIM, GradientSketch
 
 SHAPES = {"w": torch.Size([24, 40]), "conv": torch.Size([6, 4, 5]), "b": torch.Size([30])}
 
@@ -99,7 +99,6 @@ def test_sketch_index_stores_the_segments_own_sketch(sketch_index: Path) -> None
     from tda_plugin.fisher import named_parameters, segment_gradients
     from tda_plugin.index.builder import segment_conditioning
     from tda_plugin.randomness import segment_stream
-    from tda_plugin.sketch import SKETCH_DIM
 
     att = Attributor.from_index(sketch_index)
     index = att.index.vectors()
@@ -123,8 +122,9 @@ def test_recall_core_and_prefiltered_attribution(sketch_index: Path, tiny_catalo
     few = att.attribute(query.audio, sr, prompt=query.prompt, settings=AttributeSettings(un, candidates=3, top=3))
     assert few.method["scored"] == 3
     table = evaluate_prefilter(att, [query], ["gradient_sketch", "latent_stats"], ks=[3], fractions=[0.25, 1.0],
-                               settings=AttributeSettings(un, candidates="all"), sketch_dims=[256, 1024])
-    assert set(table.recall) == {"gradient_sketch", "gradient_sketch@1024", "first_order", "latent_stats"}
+                               settings=AttributeSettings(un, candidates="all"), sketch_dims=[256, SKETCH_DIM])
+    assert set(table.recall) == {"gradient_sketch", "gradient_sketch@256", "first_order", "latent_stats"}
+    assert len(table.exact_top) == 1 and len(table.rankings["gradient_sketch"][0]) == len(att.index.segments)
     for e in table.recall:  # M = N keeps everything; recalls are fractions
         assert table.recall[e][3][1.0] == 1.0 and 0.0 <= table.recall[e][3][0.25] <= 1.0
     # the unprojected first-order score is what the sketch approximates: it must find the exact top-3
