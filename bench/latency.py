@@ -180,6 +180,7 @@ def main() -> None:
                     help="'DIM@N1,N2 ...': vector sizes and counts for the FAISS search timing")
     ap.add_argument("--build-corpus", type=Path)
     ap.add_argument("--build-tracks", default="")
+    ap.add_argument("--candidates", default=str(AttributeSettings.candidates), help="prefilter M (default: the default)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/tda-latency"))
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     args = ap.parse_args()
@@ -192,7 +193,7 @@ def main() -> None:
     seg = template.segments[sid]
     query = Query("template segment 0", segment_audio(att, sid), template.meta.sample_rate,
                   template.tracks[seg.track_id].caption)
-    default = AttributeSettings()
+    default = AttributeSettings(candidates=int(args.candidates) if args.candidates.isdigit() else args.candidates)
     measured = []
     for n in [int(x) for x in args.sizes.split(",") if x]:
         idx = synthetic_index(template, args.work / f"synthetic-{n}", n)
@@ -221,7 +222,7 @@ def main() -> None:
                              "ratio": round(full / pre, 2)})
     builds = build_runs(args.build_corpus, Path(template.meta.checkpoint),
                         [int(x) for x in args.build_tracks.split(",") if x], args.work) if args.build_corpus else []
-    doc = {"template": str(args.template), "draws": template.meta.settings["draws"], "default_candidates": default.candidates,
+    doc = {"template": str(args.template), "draws": template.meta.settings["draws"], "candidates": default.candidates,
            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "wall_s": round(time.monotonic() - t0, 1),
            "measured": measured, "modelled": modelled, "search": search, "build": builds}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -231,7 +232,7 @@ def main() -> None:
 
 
 def markdown(doc: dict) -> str:
-    lines = [f"Latency — template {doc['template']}, {doc['draws']} draws, default candidates {doc['default_candidates']}, "
+    lines = [f"Latency — template {doc['template']}, {doc['draws']} draws, candidates {doc['candidates']}, "
              f"{doc['machine']}, {doc['wall_s']} s.", "", "| N | M | prefiltered s | exhaustive s | ratio | how |",
              "|---|---|---|---|---|---|"]
     lines += [f"| {r['n']} | {r['m']} | {r['prefiltered_s']} | {r['exhaustive_s']} | {r['ratio']} | measured |"
