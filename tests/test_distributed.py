@@ -25,17 +25,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run(rank: int, world: int, port: int, ckpt: str, cfg: str, corpus: str, out: str, query: str) -> None:
-    """One rank: build the index and attribute the query, as under torchrun."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank), TDA_NO_PROGRESS="1")
+def _env(rank: int, world: int, port: int) -> dict[str, str]:
+    return dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                LOCAL_RANK=str(rank), TDA_NO_PROGRESS="1")
+
+
+def _rank(rank: int, world: int, port: int, *args: str) -> None:
+    """A spawned rank, set up as torchrun would (its own process: nothing here leaks into the test session)."""
+    from tda_plugin.index import builder
+
+    os.environ.update(_env(rank, world, port))
     torch.set_num_threads(1)
+    builder.FISHER_CHUNK = FISHER_CHUNK
+    _run(*args)
+
+
+def _run(ckpt: str, cfg: str, corpus: str, out: str, query: str) -> None:
+    """One rank: build the index and attribute the query."""
     from tda_plugin.adapters.stable_audio import load
     from tda_plugin import distributed
     from tda_plugin.attributor import Attributor
     from tda_plugin.index import builder
 
-    builder.FISHER_CHUNK = FISHER_CHUNK
+    several = distributed.init_from_env()  # as the CLI does under torchrun
     adapter = load(Path(ckpt), model_config=Path(cfg))
     builder.build_index(Path(corpus), Path(out), adapter, checkpoint=Path(ckpt), model_config=Path(cfg),
                         settings=SETTINGS, batch_size=4)
@@ -43,7 +55,7 @@ def _run(rank: int, world: int, port: int, ckpt: str, cfg: str, corpus: str, out
     result = Attributor.from_index(Path(out), adapter=adapter).attribute(data.T, sr, prompt="low hum", settings=SCORE)
     # the file name records the group this rank really ran in
     Path(f"{out}.scores-{distributed.rank()}-of-{distributed.world()}.json").write_text(json.dumps(result.scores))
-    if world > 1:
+    if several:
         torch.distributed.destroy_process_group()
 
 
@@ -51,12 +63,23 @@ def _tensors(root: Path) -> dict[str, dict[str, torch.Tensor]]:
     return {str(p.relative_to(root)): load_file(str(p)) for p in sorted(root.rglob("*.safetensors"))}
 
 
-def test_two_gloo_ranks_match_one_process(tmp_path: Path, tiny_model: tuple[Path, Path], tiny_catalogue: Path) -> None:
+def test_two_gloo_ranks_match_one_process(tmp_path: Path, tiny_model: tuple[Path, Path], tiny_catalogue: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from tda_plugin.index import builder
+
     ckpt, cfg = (str(p) for p in tiny_model)
     query = str(tiny_catalogue / "audio" / "t0.wav")
     one, two = tmp_path / "one", tmp_path / "two"
-    _run(0, 1, _free_port(), ckpt, cfg, str(tiny_catalogue), str(one), query)
-    mp.spawn(_run, args=(2, _free_port(), ckpt, cfg, str(tiny_catalogue), str(two), query), nprocs=2, join=True)
+    for key, value in _env(0, 1, _free_port()).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(builder, "FISHER_CHUNK", FISHER_CHUNK)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _run(ckpt, cfg, str(tiny_catalogue), str(one), query)
+    finally:
+        torch.set_num_threads(threads)
+    mp.spawn(_rank, args=(2, _free_port(), ckpt, cfg, str(tiny_catalogue), str(two), query), nprocs=2, join=True)
 
     ref, got = _tensors(one), _tensors(two)
     assert ref.keys() == got.keys() and any(k.startswith("shards/sens") for k in ref)
