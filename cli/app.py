@@ -19,11 +19,13 @@ from tda_plugin.hookspecs import HOOKSPEC_VERSION
 from tda_plugin.settings import AttributeSettings, IndexSettings, UnlearnSettings
 
 from .errors import err, guarded
+from .eval import eval_app
 
 app = typer.Typer(help="Training data attribution by unlearning for music generative models.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 index_app = typer.Typer(help="Build and inspect attribution indexes.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
+app.add_typer(eval_app, name="eval")
 out = Console(highlight=False)
 
 Device = Annotated[str, typer.Option(help="cpu, cuda, cuda:N, or auto (cuda when available)")]
