@@ -18,7 +18,8 @@ from tda_plugin import __version__
 from tda_plugin.hookspecs import HOOKSPEC_VERSION
 from tda_plugin.settings import AttributeSettings, IndexSettings, UnlearnSettings
 
-from .errors import err, guarded
+from .credits import credits_app
+from .errors import EXIT_VETOED, err, guarded
 from .eval import eval_app
 
 app = typer.Typer(help="Training data attribution by unlearning for music generative models.",
@@ -26,6 +27,7 @@ app = typer.Typer(help="Training data attribution by unlearning for music genera
 index_app = typer.Typer(help="Build and inspect attribution indexes.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
 app.add_typer(eval_app, name="eval")
+app.add_typer(credits_app, name="credits")
 out = Console(highlight=False)
 
 Device = Annotated[str, typer.Option(help="cpu, cuda, cuda:N, or auto (cuda when available)")]
@@ -129,20 +131,32 @@ def attribute(
     seconds_total: Annotated[Optional[float], typer.Option(help="timing conditioning (default: the clip's length)")] = None,
     batch_size: Annotated[int, typer.Option(help="segment-draws per forward pass")] = 64,
     device: Device = "auto",
+    sink: Annotated[Optional[list[str]], typer.Option(help="credit sink, repeatable: sidecar (default), tags, ledger, "
+                                                           "one from a plugin, or none")] = None,
+    ledger: Annotated[Optional[Path], typer.Option(help="credits ledger of the ledger sink (default: $TDA_LEDGER, "
+                                                        "else ~/.local/share/tda-plugin/credits.sqlite)")] = None,
+    tag_top: Annotated[int, typer.Option(help="credits written as readable text by the tags sink")] = 5,
+    sink_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE for third-party sinks, repeatable")] = None,
 ) -> None:
-    """Attribute saved generations: who made the music in AUDIO?"""
+    """Attribute saved generations: who made the music in AUDIO? Credits go to the chosen sinks."""
     from tda_plugin.attributor import Attributor
     from tda_plugin.report import artists_table, credits_table
+    from tda_plugin.sinks import DEFAULT_SINKS, SinkOptions, check_sinks, write_credits
 
     unlearn = UnlearnSettings(mode=mode, alpha=alpha, relative_step=relative_step, steps=steps, subset=subset, unlearn_draws=unlearn_draws,
                               damping=damping, ewc=ewc, normalize=normalize, mask_silence=mask_silence)  # type: ignore[arg-type]
     settings = AttributeSettings(unlearn, top=top, candidates=_candidates(candidates), batch_size=batch_size)
+    sinks = [] if sink == ["none"] else list(sink or DEFAULT_SINKS)
+    check_sinks(sinks, have_file=True)  # a misspelt sink fails before any work
+    options = SinkOptions(ledger=ledger, tag_top=tag_top, extra=_key_values(sink_option or []))
     attributor = Attributor.from_index(index, device=_device(device))
     results = []
     for path in audio:
         result = attributor.attribute_file(path, prompt=prompt, settings=settings, seconds_start=seconds_start,
                                            seconds_total=seconds_total).to_dict()
         results.append(result)
+        for receipt in write_credits(result, path, sinks, options):
+            err.print(f"{path}: credits -> {receipt.sink}: {receipt.location}", soft_wrap=True)
         if json_out is None or str(json_out) != "-":
             out.print(credits_table(result, top=top))
             out.print(artists_table(result))
@@ -154,6 +168,18 @@ def attribute(
             from tda_plugin.atomic import write_text
 
             write_text(json_out, doc + "\n")
+    vetoed = [r for r in results if r["vetoes"]]
+    for r in vetoed:
+        err.print(f"[yellow]not released[/] {r['query']['path']}: {'; '.join(r['vetoes'])}", soft_wrap=True)
+    if vetoed:
+        raise typer.Exit(EXIT_VETOED)
+
+
+def _key_values(pairs: list[str]) -> dict[str, str]:
+    try:
+        return dict(p.split("=", 1) for p in pairs)
+    except ValueError:
+        raise typer.BadParameter("--sink-option takes KEY=VALUE") from None
 
 
 @app.command()
@@ -179,21 +205,42 @@ def demo(
 
 @app.command()
 @guarded
-def plugins() -> None:
-    """List the adapters and embedders that installed plugins provide."""
-    from tda_plugin.plugins import FAILED
-    from tda_plugin.registry import adapters, embedders
+def plugins(as_json: Annotated[bool, typer.Option("--json", help="print JSON (with descriptions)")] = False,
+            long: Annotated[bool, typer.Option("--long", "-l", help="add a description column")] = False) -> None:
+    """List every adapter, embedder, credit sink and lifecycle hook, with the distribution providing it."""
+    from rich.text import Text
 
-    table = Table(title=f"tda-plugin {__version__} (hookspec {HOOKSPEC_VERSION})")
-    for col in ("kind", "name", "description"):
-        table.add_column(col)
-    for spec in adapters().values():
-        table.add_row("adapter", spec.name, spec.description)
-    for spec in embedders().values():
-        table.add_row("embedder", spec.name, spec.description)
-    out.print(table)
+    from tda_plugin.plugins import FAILED, HOOK_ERRORS, UNKNOWN_HOOKS, get_plugin_manager, source_of
+    from tda_plugin.registry import provided
+
+    pm = get_plugin_manager()
+    rows = [(p.kind, p.spec.name, p.plugin, p.spec.description) for p in
+            provided("tda_adapters", "adapter") + provided("tda_embedders", "embedder") + provided("tda_credit_sinks", "credit sink")]
+    rows += [("hook", hook, impl.plugin_name, (impl.function.__doc__ or "").strip().split("\n")[0])
+             for hook in ("tda_index_built", "tda_before_attribution", "tda_after_attribution")
+             for impl in getattr(pm.hook, hook).get_hookimpls()]
+    if as_json:
+        print(json.dumps({"version": __version__, "hookspec": HOOKSPEC_VERSION,
+                          "provided": [{"kind": k, "name": n, "plugin": p, "distribution": source_of(p).distribution,
+                                        "version": source_of(p).version, "description": d} for k, n, p, d in rows],
+                          "failed": FAILED, "unknown_hooks": UNKNOWN_HOOKS,
+                          "hook_errors": [{"hook": h, "plugin": p, "error": e} for (h, p), e in HOOK_ERRORS.items()]}, indent=2))
+    else:
+        table = Table(title=f"tda-plugin {__version__} (hookspec {HOOKSPEC_VERSION})", title_justify="left")
+        for col in ("kind", "name", "distribution", "version", "plugin"):
+            table.add_column(col, no_wrap=True)  # data: never wrapped or cut
+        if long:
+            table.add_column("description", style="dim")
+        for kind, name, plugin, description in rows:
+            src = source_of(plugin)
+            table.add_row(kind, Text(name), src.distribution, src.version, plugin, *([Text(description)] if long else []))
+        out.print(table)
     for name, why in FAILED.items():
-        err.print(f"[yellow]plugin {name!r} failed to load:[/] {why}")
+        err.print(f"[yellow]plugin {name!r} failed to load:[/] {why}", soft_wrap=True)
+    for name, hooks in UNKNOWN_HOOKS.items():
+        err.print(f"[yellow]plugin {name!r} implements unknown hook(s):[/] {', '.join(hooks)}", soft_wrap=True)
+    for (hook, name), why in HOOK_ERRORS.items():
+        err.print(f"[yellow]plugin {name!r} raised in {hook}:[/] {why}", soft_wrap=True)
 
 
 def main() -> None:

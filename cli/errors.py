@@ -17,6 +17,7 @@ err = Console(stderr=True, highlight=False)
 #: exit codes (documented in docs/cli.md)
 EXIT_USAGE = 2
 EXIT_INPUT = 3
+EXIT_VETOED = 4
 
 
 def guarded(fn: F) -> F:

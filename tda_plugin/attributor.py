@@ -11,7 +11,7 @@ parameter subset, silence/padding masked) -> prefilter candidates (FAISS) -> exa
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +47,12 @@ class AttributionResult:
     artists: list[dict[str, Any]]
     #: τ of every scored candidate (segment id -> score), for evaluation; not in the JSON
     scores: dict[int, float]
+    #: reasons plugins gave not to release the clip (hook ``tda_after_attribution``); empty: release
+    vetoes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"query": self.query, "model": self.model, "method": self.method, "segments": self.segments,
-                "credits": self.credits, "artists": self.artists}
+                "credits": self.credits, "artists": self.artists, "vetoes": self.vetoes}
 
 
 @dataclass
@@ -132,6 +134,11 @@ class Attributor:
                   seconds_start: float = 0.0, seconds_total: float | None = None) -> AttributionResult:
         """Attribute one clip. ``prompt``, ``seconds_start`` and ``seconds_total`` are the conditioning it was
         generated with (stable-audio-tools timing conditioning; ``seconds_total`` defaults to the clip's length)."""
+        from .lifecycle import after_attribution, before_attribution
+
+        before_attribution({"path": path, "prompt": prompt, "sample_rate": sample_rate,
+                            "duration_s": np.shape(audio)[-1] / sample_rate, "seconds_start": seconds_start,
+                            "seconds_total": seconds_total}, asdict(settings))
         meta = self.index.meta
         seed, draws = meta.settings["seed"], meta.settings["draws"]
         un = settings.unlearn
@@ -178,9 +185,7 @@ class Attributor:
                     "scored": len(ids), "embedder": meta.settings["embedder"], "training_segments": len(self.index.segments),
                     "segment_seconds": meta.segment_seconds, "relative_step": relative_step},
             segments=segs, credits=credits, artists=artists, scores=scores)
-        from .plugins import get_plugin_manager
-
-        get_plugin_manager().hook.tda_after_attribution(result=result.to_dict())
+        result.vetoes = after_attribution(result.to_dict())
         return result
 
     def attribute_file(self, path: Path, *, prompt: str | None = None, settings: AttributeSettings = AttributeSettings(),

@@ -35,4 +35,20 @@ class IndexIncompleteError(TdaError):
 
 
 class UnknownPluginError(TdaError):
-    """An adapter or embedder name that no installed plugin provides."""
+    """An adapter, embedder or credit sink name that no installed plugin provides."""
+
+
+class AttributionRefused(TdaError):
+    """A plugin's ``tda_before_attribution`` hook refused to attribute a query."""
+
+
+class ReleaseVetoed(TdaError):
+    """A plugin's ``tda_after_attribution`` hook vetoed releasing a generated clip (e.g. a memorisation guard).
+
+    ``clips`` holds every credited clip of the call (vetoed ones have non-empty ``vetoes``), so a
+    caller can still read the credits of what was refused.
+    """
+
+    def __init__(self, message: str, clips: list) -> None:
+        super().__init__(message)
+        self.clips = clips

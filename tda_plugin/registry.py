@@ -1,6 +1,7 @@
-"""What plugins register: adapter and embedder specs, and lookup by name with clear errors."""
+"""What plugins register: adapter, embedder and credit-sink specs, and lookup by name with clear errors."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
@@ -14,6 +15,9 @@ from .errors import TdaError, UnknownPluginError
 if TYPE_CHECKING:
     from .adapter import ModelAdapter
     from .catalog import Track
+    from .sinks.base import SinkSpec
+
+log = logging.getLogger(__name__)
 
 
 class AdapterLoader(Protocol):
@@ -70,26 +74,49 @@ class EmbedderSpec:
     embed: EmbedFn
 
 
-def _collect(results: list[list[Any]], kind: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for specs in results:
-        for spec in specs or []:
+@dataclass(frozen=True)
+class Provided:
+    """One spec together with the plugin that provides it (``tda plugins`` lists these)."""
+
+    kind: str
+    spec: Any
+    plugin: str
+
+
+def provided(hook: str, kind: str) -> list[Provided]:
+    """Call each plugin's implementation of a discovery hook on its own, in registration order.
+
+    One plugin that raises is recorded in :data:`tda_plugin.plugins.HOOK_ERRORS` and skipped; two
+    plugins providing the same name are an error naming both.
+    """
+    from .plugins import HOOK_ERRORS, get_plugin_manager
+
+    out: dict[str, Provided] = {}
+    for impl in getattr(get_plugin_manager().hook, hook).get_hookimpls():
+        try:
+            specs = impl.function() or []
+        except Exception as exc:  # a broken plugin must not hide the others
+            HOOK_ERRORS[(hook, impl.plugin_name)] = f"{type(exc).__name__}: {exc}"
+            log.warning("tda plugin %r raised in %s and is skipped: %s", impl.plugin_name, hook, exc)
+            continue
+        for spec in specs:
             if spec.name in out:
-                raise TdaError(f"two plugins provide the {kind} {spec.name!r}; uninstall one of them")
-            out[spec.name] = spec
-    return out
+                raise TdaError(f"two plugins provide the {kind} {spec.name!r} ({out[spec.name].plugin} and "
+                               f"{impl.plugin_name}); uninstall or block one of them")
+            out[spec.name] = Provided(kind, spec, impl.plugin_name)
+    return list(out.values())
 
 
 def adapters() -> dict[str, AdapterSpec]:
-    from .plugins import get_plugin_manager
-
-    return _collect(get_plugin_manager().hook.tda_adapters(), "adapter")
+    return {p.spec.name: p.spec for p in provided("tda_adapters", "adapter")}
 
 
 def embedders() -> dict[str, EmbedderSpec]:
-    from .plugins import get_plugin_manager
+    return {p.spec.name: p.spec for p in provided("tda_embedders", "embedder")}
 
-    return _collect(get_plugin_manager().hook.tda_embedders(), "embedder")
+
+def credit_sinks() -> "dict[str, SinkSpec]":
+    return {p.spec.name: p.spec for p in provided("tda_credit_sinks", "credit sink")}
 
 
 def _lookup(found: dict[str, Any], name: str, kind: str) -> Any:
@@ -105,6 +132,10 @@ def get_adapter_spec(name: str) -> AdapterSpec:
 
 def get_embedder_spec(name: str) -> EmbedderSpec:
     return _lookup(embedders(), name, "embedder")
+
+
+def get_sink_spec(name: str) -> "SinkSpec":
+    return _lookup(credit_sinks(), name, "credit sink")
 
 
 def load_adapter(name: str, checkpoint: Path, *, model_config: Path | None = None, device: str = "cpu") -> "ModelAdapter":
