@@ -32,16 +32,16 @@ def candidate_counts(n: int, fractions: Sequence[float]) -> list[int]:
 def recall_table(exact: list[Scores], queries: list[EncodedQuery], att: Any, embeddings: dict[str, np.ndarray],
                  ms: list[int], ks: Sequence[int] = (10, 100),
                  exclude: Sequence[int | None] | None = None) -> dict[str, dict[str, dict[str, float]]]:
-    """embedder -> "top{k}" -> M -> mean recall over the queries (k capped at N). ``exclude``: per query, a
+    """embedder -> "top{k}" -> M -> mean recall over the queries, for each k below N. ``exclude``: per query, a
     segment left out of the candidates too (a training segment used as its own query)."""
     ids = np.array(sorted(att.index.segments))
     out: dict[str, dict[str, dict[str, float]]] = {}
     for name, emb in embeddings.items():
         order = [[i for i in ids[np.argsort(-(emb @ query_embedding(att, name, q)), kind="stable")].tolist() if i != skip]
                  for q, skip in zip(queries, exclude or [None] * len(queries))]
-        out[name] = {f"top{k}": {str(m): float(np.mean([recall_at(sc, o[:m], min(k, len(sc)))
+        out[name] = {f"top{k}": {str(m): float(np.mean([recall_at(sc, o[:m], k)
                                                    for sc, o in zip(exact, order)])) for m in ms}
-                     for k in ks}
+                     for k in ks if k < len(ids)}
     return out
 
 
