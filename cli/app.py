@@ -190,13 +190,14 @@ def demo(
     minutes: Annotated[float, typer.Option(help="training budget (wall clock)")] = 3.0,
     clips: Annotated[int, typer.Option(help="clips to generate and attribute")] = 4,
     seed: Annotated[int, typer.Option()] = 0,
+    adapter: Annotated[str, typer.Option(help="toolkit whose small model the demo trains: stable-audio or audiocraft")] = "stable-audio",
     device: Device = "auto",
 ) -> None:
-    """Synthesise a catalogue, train a small stable-audio-tools model, index, generate, attribute, report."""
+    """Synthesise a catalogue, train a small model of the toolkit's architecture, index, generate, attribute, report."""
     from tda_plugin.demo.pipeline import run_demo
     from tda_plugin.report import credits_table
 
-    run = run_demo(out_dir, corpus=corpus, minutes=minutes, clips=clips, seed=seed, device=_device(device),
+    run = run_demo(out_dir, corpus=corpus, minutes=minutes, clips=clips, seed=seed, device=_device(device), adapter=adapter,
                    show=lambda r: out.print(credits_table(r.to_dict(), top=5)))
     err.print(f"{len(run.clips)} clip(s) in {out_dir}/clips (WAV + .credits.json); "
               f"prompted style's artist credited first in {run.styles_credited_first}/{len(run.clips)}; "

@@ -9,6 +9,10 @@ Loss contract: :meth:`ModelAdapter.loss` returns a tensor of shape [B, D], float
 (sample, draw), each the model's own training objective for that sample reduced by a *mean* over the
 unmasked elements of that sample alone, with no reduction over the batch and no dependence on other
 samples in the batch. Masked-out frames (padding, silence) do not contribute.
+
+Token models (audiocraft) encode to integer codes [B, K, T]; the core only stores, slices and passes
+them back. Such an adapter may also offer ``continuous(encoded) -> [B, C, T] float`` (the codes'
+embeddings), which the ``latent_stats`` embedder uses instead of the raw representation.
 """
 from __future__ import annotations
 

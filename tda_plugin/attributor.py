@@ -91,7 +91,10 @@ class Attributor:
     # -- query ----------------------------------------------------------------------------------
     def encode_query(self, audio: np.ndarray | torch.Tensor, sample_rate: int, prompt: str | None,
                      mask_silence: bool = True, name: str = "query", seconds_start: float = 0.0,
-                     seconds_total: float | None = None) -> EncodedQuery:
+                     seconds_total: float | None = None, encoded: torch.Tensor | None = None) -> EncodedQuery:
+        """Window, encode and mask a query. ``encoded`` is the clip's training representation [..., frames] when
+        it is known exactly (the tokens a token LM generated: re-encoding decoded audio through a codec is lossy);
+        it is windowed like the audio instead of encoding the audio."""
         meta = self.index.meta
         data = audio.detach().cpu().numpy() if torch.is_tensor(audio) else np.asarray(audio, dtype=np.float32)
         data = data[None] if data.ndim == 1 else data
@@ -105,7 +108,7 @@ class Attributor:
             raise AudioError(f"{name}: {duration:.2f} s is shorter than one {meta.segment_seconds:.2f} s segment of this index")
         wins, keep = audio_io.windows(data, meta.segment_samples)
         wav = torch.from_numpy(wins)
-        encoded = self.adapter.encode(wav)
+        encoded = self.adapter.encode(wav) if encoded is None else self._window_encoded(encoded, len(wins))
         sample_keep = torch.from_numpy(keep)
         if mask_silence:
             frame = max(1, meta.segment_samples // encoded.shape[-1])
@@ -116,6 +119,13 @@ class Attributor:
         total = duration if seconds_total is None else seconds_total
         conds = [Conditioning(prompt, seconds_start + w * meta.segment_seconds, total) for w in range(len(wins))]
         return EncodedQuery(encoded, mask, conds, duration)
+
+    def _window_encoded(self, encoded: torch.Tensor, count: int) -> torch.Tensor:
+        """A known representation [..., frames] of the whole clip cut into ``count`` segment windows (zero-padded)."""
+        frames = int(self.index.meta.encoded_shape[-1])
+        x = encoded.reshape(-1, *encoded.shape[-2:])[0] if encoded.dim() > 2 else encoded
+        x = torch.nn.functional.pad(x, (0, max(0, count * frames - x.shape[-1])))[..., : count * frames]
+        return torch.stack([x[..., w * frames:(w + 1) * frames] for w in range(count)])
 
     def candidates(self, query: EncodedQuery, settings: AttributeSettings) -> list[int]:
         all_ids = sorted(self.index.segments)
@@ -131,9 +141,11 @@ class Attributor:
 
     def attribute(self, audio: np.ndarray | torch.Tensor, sample_rate: int, *, prompt: str | None = None,
                   settings: AttributeSettings = AttributeSettings(), path: str | None = None,
-                  seconds_start: float = 0.0, seconds_total: float | None = None) -> AttributionResult:
+                  seconds_start: float = 0.0, seconds_total: float | None = None,
+                  encoded: torch.Tensor | None = None) -> AttributionResult:
         """Attribute one clip. ``prompt``, ``seconds_start`` and ``seconds_total`` are the conditioning it was
-        generated with (stable-audio-tools timing conditioning; ``seconds_total`` defaults to the clip's length)."""
+        generated with (stable-audio-tools timing conditioning; ``seconds_total`` defaults to the clip's length).
+        ``encoded``: the clip's exact training representation, if known (see :meth:`encode_query`)."""
         from .lifecycle import after_attribution, before_attribution
 
         before_attribution({"path": path, "prompt": prompt, "sample_rate": sample_rate,
@@ -143,7 +155,7 @@ class Attributor:
         seed, draws = meta.settings["seed"], meta.settings["draws"]
         un = settings.unlearn
         query = self.encode_query(audio, sample_rate, prompt, un.mask_silence, name=path or "query",
-                                  seconds_start=seconds_start, seconds_total=seconds_total)
+                                  seconds_start=seconds_start, seconds_total=seconds_total, encoded=encoded)
         groups = self.adapter.parameter_groups()
         if un.subset not in groups:
             raise TdaError(f"parameter subset {un.subset!r} does not exist in this model ({', '.join(groups)})")

@@ -26,7 +26,9 @@ def activations(adapter: "ModelAdapter", encoded: torch.Tensor, cond: Any, strea
 
 
 def latent_stats(adapter: "ModelAdapter", encoded: torch.Tensor, cond: Any, streams: list[str], seed: int) -> torch.Tensor:
-    x = encoded.float().flatten(2)
+    # token models expose their codes' continuous embeddings (statistics of code indices mean nothing)
+    continuous = getattr(adapter, "continuous", None)
+    x = (continuous(encoded) if continuous is not None else encoded).float().flatten(2)
     return torch.cat([x.mean(dim=-1), x.std(dim=-1)], dim=-1).cpu()
 
 

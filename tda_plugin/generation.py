@@ -46,6 +46,11 @@ class Clip:
     prompt: str | None = None
     seconds_start: float = 0.0
     seconds_total: float | None = None
+    #: the clip's exact training representation when the toolkit returns it (e.g. the tokens an LM
+    #: generated): attributed instead of re-encoding the audio, which would add the codec's error
+    encoded: torch.Tensor | None = None
+    #: facts about the clip the result's ``query`` should carry (e.g. that it includes prompt audio)
+    query: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -114,7 +119,9 @@ def credit_clips(attributor: "Attributor", clips: Sequence[Clip], config: Credit
     out = []
     for i, clip in enumerate(clips):
         result = attributor.attribute(clip.audio, clip.sample_rate, prompt=clip.prompt, settings=config.settings,
-                                      seconds_start=clip.seconds_start, seconds_total=clip.seconds_total)
+                                      seconds_start=clip.seconds_start, seconds_total=clip.seconds_total,
+                                      encoded=clip.encoded)
+        result.query.update(clip.query)
         path = None
         if config.save_to is not None and not result.vetoes:
             path = save_clip(clip.audio, clip.sample_rate, Path(config.save_to.format(i=i, time=stamp)))

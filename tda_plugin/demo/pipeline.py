@@ -11,7 +11,7 @@ import csv
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import soundfile as sf
@@ -19,6 +19,7 @@ import soundfile as sf
 from ..atomic import atomic_path, write_json
 from ..attributor import AttributionResult, Attributor
 from ..catalog import read_catalog
+from ..errors import TdaError
 from ..index.builder import build_index
 from ..evaluation import segment_audio
 from ..report import ClipReport, SegmentAudio, write_html_report
@@ -51,13 +52,68 @@ def _with_captions(corpus: Path, out: Path) -> Path:
     return target.parent
 
 
-def run_demo(out: Path, *, corpus: Path | None = None, minutes: float = 3.0, clips: int = 4, seed: int = 0,
-             device: str = "cpu", steps: int = 50, settings: AttributeSettings = AttributeSettings(),
-             show: Callable[[AttributionResult], None] = lambda r: None) -> DemoRun:
+@dataclass
+class DemoModel:
+    """One toolkit's part of the demo: its trained model, where it lives, and its generate-with-credits call."""
+
+    adapter: Any
+    checkpoint: Path
+    model_config: Path | None
+    #: (attributor, prompt, clip number) -> (audio [C, S], its attribution)
+    generate: Callable[[Attributor, str, int], tuple[np.ndarray, AttributionResult]]
+
+
+def _stable_audio(tracks: list, model_dir: Path, *, minutes: float, seed: int, device: str, steps: int,
+                  settings: AttributeSettings) -> DemoModel:
     from ..adapters.stable_audio import load as load_adapter
     from ..adapters.stable_audio_demo import train_demo_model
     from ..adapters.stable_audio_generation import generate_with_credits
 
+    ckpt, cfg = model_dir / "model.safetensors", model_dir / "model_config.json"
+    if not (ckpt.is_file() and cfg.is_file()):
+        train_demo_model(tracks, model_dir, minutes=minutes, seed=seed)
+
+    def generate(attributor: Attributor, prompt: str, i: int) -> tuple[np.ndarray, AttributionResult]:
+        # timing conditioning as in training: the start of a track of typical length
+        total = float(np.median([t.duration_s for t in attributor.index.tracks.values()]))
+        latents, (result,) = generate_with_credits(
+            attributor, settings=settings, steps=steps, cfg_scale=3.0, batch_size=1,
+            sample_size=attributor.index.meta.segment_samples, seed=seed + i, return_latents=True, device=device,
+            conditioning=[{"prompt": prompt, "seconds_start": 0, "seconds_total": total}])
+        return attributor.adapter.decode(latents)[0].clamp(-1, 1).cpu().numpy(), result
+
+    return DemoModel(load_adapter(ckpt, model_config=cfg, device=device), ckpt, cfg, generate)
+
+
+def _audiocraft(tracks: list, model_dir: Path, *, minutes: float, seed: int, device: str, steps: int,
+                settings: AttributeSettings) -> DemoModel:
+    import torch
+
+    from ..adapters.audiocraft import LM_FILE, load as load_adapter
+    from ..adapters.audiocraft_demo import train_demo_model
+    from ..adapters.audiocraft_generation import gen_model, generate as generate_with_credits
+
+    if not (model_dir / LM_FILE).is_file():
+        train_demo_model(tracks, model_dir, minutes=minutes, seed=seed)
+
+    def generate(attributor: Attributor, prompt: str, i: int) -> tuple[np.ndarray, AttributionResult]:
+        model = gen_model(attributor)
+        model.set_generation_params(duration=attributor.index.meta.segment_seconds, top_k=0, cfg_coef=3.0)
+        torch.manual_seed(seed + i)
+        audio, (result,) = generate_with_credits(attributor, model, [prompt], settings=settings)
+        return audio[0].clamp(-1, 1).cpu().numpy(), result
+
+    return DemoModel(load_adapter(model_dir, device=device), model_dir, None, generate)
+
+
+DEMO_MODELS = {"stable-audio": _stable_audio, "audiocraft": _audiocraft}
+
+
+def run_demo(out: Path, *, corpus: Path | None = None, minutes: float = 3.0, clips: int = 4, seed: int = 0,
+             device: str = "cpu", steps: int = 50, settings: AttributeSettings = AttributeSettings(),
+             adapter: str = "stable-audio", show: Callable[[AttributionResult], None] = lambda r: None) -> DemoRun:
+    if adapter not in DEMO_MODELS:
+        raise TdaError(f"no demo for adapter {adapter!r} (available: {', '.join(DEMO_MODELS)})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if corpus is None:
@@ -67,37 +123,26 @@ def run_demo(out: Path, *, corpus: Path | None = None, minutes: float = 3.0, cli
     else:
         corpus_dir = _with_captions(Path(corpus), out)
     tracks = read_catalog(corpus_dir)
-    model_dir = out / "model"
-    ckpt, cfg = model_dir / "model.safetensors", model_dir / "model_config.json"
-    if not (ckpt.is_file() and cfg.is_file()):
-        train_demo_model(tracks, model_dir, minutes=minutes, seed=seed)
-    adapter = load_adapter(ckpt, model_config=cfg, device=device)
-    build_index(corpus_dir, out / "index", adapter, checkpoint=ckpt, model_config=cfg,
+    demo = DEMO_MODELS[adapter](tracks, out / "model", minutes=minutes, seed=seed, device=device, steps=steps, settings=settings)
+    build_index(corpus_dir, out / "index", demo.adapter, checkpoint=demo.checkpoint, model_config=demo.model_config,
                 settings=IndexSettings(seed=seed), overwrite=True)
-    attributor = Attributor.from_index(out / "index", adapter=adapter)
+    attributor = Attributor.from_index(out / "index", adapter=demo.adapter)
 
     prompts = sorted({t.caption for t in tracks if t.caption})
     artist_of = {t.caption: t.artist for t in tracks}
     picks = [prompts[int(i * len(prompts) / clips) % len(prompts)] for i in range(clips)]  # spread over styles
-    seg = attributor.index.meta.segment_samples
-    # timing conditioning as in training: the start of a track of typical length
-    total = float(np.median([t.duration_s for t in attributor.index.tracks.values()]))
     run = DemoRun(out)
     reports = []
     for i, prompt in enumerate(picks):
-        latents, (result,) = generate_with_credits(
-            attributor, settings=settings, steps=steps, cfg_scale=3.0, batch_size=1, sample_size=seg, seed=seed + i,
-            return_latents=True, device=device,
-            conditioning=[{"prompt": prompt, "seconds_start": 0, "seconds_total": total}])
-        clip_audio = adapter.decode(latents)[0].clamp(-1, 1).cpu().numpy()
+        clip_audio, result = demo.generate(attributor, prompt, i)
         wav = out / "clips" / f"clip_{i:02d}.wav"
         result.query["path"] = str(wav.relative_to(out))
-        _write_wav(wav, clip_audio, adapter.sample_rate)
+        _write_wav(wav, clip_audio, demo.adapter.sample_rate)
         write_json(wav.with_suffix(".credits.json"), result.to_dict())
         run.clips.append((wav, result))
         run.styles_credited_first += bool(result.artists and result.artists[0]["artist"] == artist_of[prompt])
         show(result)
-        reports.append(ClipReport(result.to_dict(), clip_audio.reshape(-1), adapter.sample_rate,
+        reports.append(ClipReport(result.to_dict(), clip_audio.reshape(-1), demo.adapter.sample_rate,
                                   [SegmentAudio(seg["segment_id"], segment_audio(attributor, seg["segment_id"]).mean(axis=0))
                                    for seg in result.segments]))
     run.report = write_html_report(out / "report.html", reports, title="tda-plugin demo: who made this music?")

@@ -8,7 +8,6 @@ unlearning concentrates it where the model's behaviour actually depends on the d
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,11 @@ from ..attributor import Attributor
 from ..errors import TdaError
 from ..progress import task
 from ..settings import AttributeSettings
+from ..sinks.read import read_credits
 from .context import Context
 from .embeddings import query_embedding
-from .outputs import markdown_table
 from .metrics import Scores, concentration, correlations
+from .outputs import markdown_table
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus")
 
@@ -35,17 +35,20 @@ class Query:
 
 
 def find_queries(folder: Path) -> list[Query]:
-    """Audio files in ``folder``; each prompt comes from a ``<clip>.credits.json`` beside it (as `tda demo`
-    and `tda attribute` write them) when there is one."""
+    """Audio files in ``folder``, each with the prompt its stored credits record (tags, ``<clip>.wav.credits.json``
+    or the demo's ``<clip>.credits.json``: what `tda demo`, `tda attribute` and the generation wrappers write)."""
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in AUDIO_SUFFIXES) if Path(folder).is_dir() else []
     if not files:
         raise TdaError(f"{folder}: no audio files ({', '.join(AUDIO_SUFFIXES)}) to compare")
-    out = []
-    for p in files:
-        sidecar = p.with_suffix(".credits.json")
-        prompt = json.loads(sidecar.read_text()).get("query", {}).get("prompt") if sidecar.is_file() else None
-        out.append(Query(p, prompt))
-    return out
+    return [Query(p, _stored_prompt(p)) for p in files]
+
+
+def _stored_prompt(path: Path) -> str | None:
+    try:
+        doc, _ = read_credits(path)
+    except TdaError:  # no stored credits: attributed without a prompt
+        return None
+    return doc.get("query", {}).get("prompt")
 
 
 def compare_query(att: Attributor, query: Query, settings: AttributeSettings,
