@@ -42,12 +42,12 @@ def _device(name: str) -> str:
 
 
 def _candidates(value: str) -> int | str:
-    if value == "all":
-        return "all"
+    if value == "all" or value.endswith("%"):
+        return value  # a percentage is validated by AttributeSettings
     try:
         return int(value)
     except ValueError:
-        raise typer.BadParameter("an integer or 'all'") from None
+        raise typer.BadParameter("an integer, a percentage such as '5%', or 'all'") from None
 
 
 @app.callback()
@@ -115,7 +115,7 @@ def attribute(
     index: Annotated[Path, typer.Option(help="index directory")],
     prompt: Annotated[Optional[str], typer.Option(help="the prompt the clip was generated with")] = None,
     top: Annotated[int, typer.Option(help="segments to report")] = 10,
-    candidates: Annotated[str, typer.Option(help="candidates scored exactly (prefilter top-M) or 'all'")] = "256",
+    candidates: Annotated[str, typer.Option(help="candidates scored exactly: prefilter top-M, a percentage of the catalogue ('5%'), or 'all'")] = str(AttributeSettings.candidates),
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the result JSON here ('-' for stdout)")] = None,
     mode: Annotated[str, typer.Option(help="newton or ascent")] = UnlearnSettings.mode,
     alpha: Annotated[Optional[float], typer.Option(help="unlearning step size α (default: chosen from --relative-step)")] = None,

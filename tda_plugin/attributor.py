@@ -19,17 +19,21 @@ import numpy as np
 import torch
 
 from . import audio as audio_io
+from . import distributed
 from .adapter import Conditioning, ModelAdapter
 from .credits import build_credits
+from .embedders import uses_gradients
 from .errors import AudioError, TdaError
-from .fisher import named_parameters
+from .fisher import group_damping, named_parameters
 from .index import vectors
 from .index.builder import segment_conditioning
 from .index.store import Index
 from .randomness import make_draws, query_stream, segment_stream
 from .registry import get_embedder_spec, load_adapter
-from .scoring import losses
-from .settings import AttributeSettings
+from .scoring import Precision, auto_batch_size, losses, segments_per_batch
+from .settings import AttributeSettings, UnlearnSettings
+from .sketch import GradientSketch
+from .sketch import for_model as sketch_for_model
 from .unlearn import applied, unlearning_delta
 
 log = logging.getLogger(__name__)
@@ -61,6 +65,8 @@ class EncodedQuery:
     mask: torch.Tensor | None     # [W, frames] keep-mask
     conditioning: list[Conditioning]
     duration_s: float
+    #: the unlearning step Δ by parameter name, once computed (the gradient sketch embeds it)
+    step: dict[str, torch.Tensor] | None = None
 
 
 class Attributor:
@@ -71,6 +77,7 @@ class Attributor:
         self.index = index
         self.adapter = adapter
         self._fisher: dict[str, torch.Tensor] | None = None
+        self._sketch: GradientSketch | None = None
 
     @classmethod
     def from_index(cls, index_dir: str | Path, *, device: str = "cpu", adapter: ModelAdapter | None = None) -> "Attributor":
@@ -127,17 +134,104 @@ class Attributor:
         x = torch.nn.functional.pad(x, (0, max(0, count * frames - x.shape[-1])))[..., : count * frames]
         return torch.stack([x[..., w * frames:(w + 1) * frames] for w in range(count)])
 
-    def candidates(self, query: EncodedQuery, settings: AttributeSettings) -> list[int]:
-        all_ids = sorted(self.index.segments)
-        if settings.candidates == "all" or settings.candidates >= len(all_ids):
-            return all_ids
+    # -- prefilter and exact scores ------------------------------------------------------------
+    def sketch(self) -> GradientSketch:
+        """The index's gradient-sketch projection (same names, Fisher, λ and seed as at build time)."""
+        if self._sketch is None:
+            s = self.index.meta.settings
+            names = self.adapter.parameter_groups()["blocks"]
+            lam = group_damping(self.fisher, names, float(s.get("damping", 0.1)))
+            self._sketch = sketch_for_model(self.adapter.module, names, self.fisher, lam, seed=s["seed"],
+                                            dim=self.index.vectors().d)  # the size the index was built with
+        return self._sketch
+
+    def query_vector(self, query: EncodedQuery, embedder: str | None = None) -> np.ndarray:
+        """The query's prefilter vector for ``embedder`` (default: the index's).
+
+        A gradient sketch embeds the unlearning step itself (P (F+λI)^1/2 Δ, whose inner product with a
+        segment's sketch is its first-order loss change); other embedders embed each query window,
+        normalise, and average.
+        """
         meta = self.index.meta
-        spec = get_embedder_spec(meta.settings["embedder"])
+        spec = get_embedder_spec(embedder or meta.settings["embedder"])
+        if uses_gradients(spec):
+            if query.step is None:
+                raise TdaError("the gradient-sketch prefilter needs the query's unlearning step; call forget() first")
+            return self.sketch().of_step(query.step).numpy()[None]
         streams = [query_stream(w) for w in range(len(query.conditioning))]
         emb = spec.embed(self.adapter, query.encoded, self.adapter.condition(query.conditioning), streams,
                          meta.settings["seed"]).numpy()
-        q = vectors.normalise(emb).mean(axis=0)
-        return sorted(int(i) for i in vectors.search(self.index.vectors(), q, int(settings.candidates)))
+        return vectors.normalise(emb).mean(axis=0, keepdims=True)
+
+    def candidates(self, query: EncodedQuery, settings: AttributeSettings) -> list[int]:
+        """Segment ids to score exactly: all of them, or the prefilter's top M (``settings.candidate_count``)."""
+        all_ids = sorted(self.index.segments)
+        m = settings.candidate_count(len(all_ids))
+        if m >= len(all_ids):
+            return all_ids
+        q = self.query_vector(query)
+        return sorted(int(i) for i in vectors.search(self.index.vectors(), q[0], m))
+
+    def forget(self, query: EncodedQuery, un: UnlearnSettings) -> tuple[list[str], list[torch.Tensor], float, float]:
+        """The unlearning step for ``query``: (parameter names, Δ, α, rms(Δ)/rms(θ)); also kept as ``query.step``."""
+        meta = self.index.meta
+        groups = self.adapter.parameter_groups()
+        if un.subset not in groups:
+            raise TdaError(f"parameter subset {un.subset!r} does not exist in this model ({', '.join(groups)})")
+        names = groups[un.subset]
+        q_streams = [query_stream(w) for w in range(len(query.conditioning))]
+        q_draws = make_draws(meta.settings["seed"] + 1, q_streams, un.unlearn_draws)  # the query is not a training segment
+        damping = float(meta.settings.get("damping", 0.1)) if un.damping is None else un.damping
+        delta, alpha, relative_step = unlearning_delta(
+            self.adapter, names, self.fisher, query.encoded, self.adapter.condition(query.conditioning), q_draws,
+            query.mask if un.mask_silence else None, un, len(self.index.segments), damping)
+        query.step = dict(zip(names, delta))
+        return names, delta, alpha, relative_step
+
+    def exact_scores(self, ids: list[int], names: list[str], delta: list[torch.Tensor], un: UnlearnSettings,
+                     batch_size: int, precision: Precision = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
+        """(τ, score) of ``ids``: the mean loss change, and τ / s_i under the "self" normalisation."""
+        if batch_size == 0:
+            batch_size = self._auto_batch(ids, precision)
+        after = self.losses_after(ids, names, delta, batch_size, precision)
+        base = self.index.baseline_rows(ids) if precision == "fp32" else \
+            self.losses_after(ids, names, [torch.zeros_like(d) for d in delta], batch_size, precision)
+        tau = (after - base).mean(dim=1)
+        if un.normalize != "self":
+            return tau, tau
+        sens = self.index.baseline_rows(ids, f"sensitivity.{un.subset}")
+        return tau, tau / sens.clamp_min(float(sens.max()) * 1e-6 + 1e-30)  # a zero-gradient segment must not explode
+
+    def _auto_batch(self, ids: list[int], precision: Precision) -> int:
+        s = self.index.segments[ids[0]]
+        distributed.init_from_env()
+        return distributed.agree_min(auto_batch_size(self.adapter, self.index.gather(ids[:1], "latents"),
+                               [segment_conditioning(self.index.tracks[s.track_id], s)], [segment_stream(ids[0])],
+                               seed=self.index.meta.settings["seed"], draws=self.index.meta.settings["draws"],
+                               precision=precision))
+
+    def losses_after(self, ids: list[int], names: list[str], delta: list[torch.Tensor], batch_size: int,
+                     precision: Precision = "fp32") -> torch.Tensor:
+        """L(z_i, θ0+Δ) [n, D] for ``ids``; under torchrun, batches of segment ids are dealt out across ranks.
+
+        Each batch is the one a single process would score, so the gathered result is bit-identical.
+        """
+        meta = self.index.meta
+        seed, draws = meta.settings["seed"], meta.settings["draws"]
+        distributed.init_from_env()
+        step = segments_per_batch(batch_size, draws)
+        batches = [ids[i:i + step] for i in range(0, len(ids), step)]
+        parts: dict[int, torch.Tensor] = {}
+        with applied(named_parameters(self.adapter, names), delta):
+            for b in distributed.mine(range(len(batches))):
+                chunk = batches[b]
+                segs = [self.index.segments[i] for i in chunk]
+                conds = [segment_conditioning(self.index.tracks[s.track_id], s) for s in segs]
+                parts[b] = losses(self.adapter, self.index.gather(chunk, "latents"), conds,
+                                  [segment_stream(i) for i in chunk], seed=seed, draws=draws, batch_size=batch_size,
+                                  precision=precision)
+        merged = distributed.merge(parts)
+        return torch.cat([merged[b] for b in range(len(batches))]) if batches else torch.empty(0, draws)
 
     def attribute(self, audio: np.ndarray | torch.Tensor, sample_rate: int, *, prompt: str | None = None,
                   settings: AttributeSettings = AttributeSettings(), path: str | None = None,
@@ -156,32 +250,11 @@ class Attributor:
         un = settings.unlearn
         query = self.encode_query(audio, sample_rate, prompt, un.mask_silence, name=path or "query",
                                   seconds_start=seconds_start, seconds_total=seconds_total, encoded=encoded)
-        groups = self.adapter.parameter_groups()
-        if un.subset not in groups:
-            raise TdaError(f"parameter subset {un.subset!r} does not exist in this model ({', '.join(groups)})")
-
-        names = groups[un.subset]
-        q_streams = [query_stream(w) for w in range(len(query.conditioning))]
-        q_draws = make_draws(seed + 1, q_streams, un.unlearn_draws)  # own draws: the query is not a training segment
+        names, delta, alpha, relative_step = self.forget(query, un)
         index_damping = float(meta.settings.get("damping", 0.1))
         damping = index_damping if un.damping is None else un.damping
-        delta, alpha, relative_step = unlearning_delta(
-            self.adapter, names, self.fisher, query.encoded, self.adapter.condition(query.conditioning), q_draws,
-            query.mask if un.mask_silence else None, un, len(self.index.segments), damping)
-
         ids = self.candidates(query, settings)
-        latents = self.index.gather(ids, "latents")
-        baseline = self.index.baseline_rows(ids)
-        conds = [segment_conditioning(self.index.tracks[self.index.segments[i].track_id], self.index.segments[i]) for i in ids]
-        with applied(named_parameters(self.adapter, names), delta):
-            after = losses(self.adapter, latents, conds, [segment_stream(i) for i in ids], seed=seed, draws=draws,
-                           batch_size=settings.batch_size)
-        tau = (after - baseline).mean(dim=1)
-        if un.normalize == "self":
-            sens = self.index.baseline_rows(ids, f"sensitivity.{un.subset}")
-            score = tau / sens.clamp_min(float(sens.max()) * 1e-6 + 1e-30)  # a zero-gradient segment must not explode
-        else:
-            score = tau
+        tau, score = self.exact_scores(ids, names, delta, un, settings.batch_size, settings.precision)
         scores = {sid: float(s) for sid, s in zip(ids, score.tolist())}
         raw = dict(zip(ids, tau.tolist()))
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))

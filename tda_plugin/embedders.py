@@ -2,14 +2,24 @@
 
 * ``activations``: pooled DiT/transformer activations of the model itself under the fixed draws
   (white-box embeddings track unlearning scores better than audio similarity, Choi et al. 2025);
-* ``latent_stats``: per-channel mean and standard deviation of the training representation.
+* ``latent_stats``: per-channel mean and standard deviation of the training representation;
+* ``mfcc_chroma``: audio similarity (MFCC and chroma statistics of the decoded segment), the
+  model-agnostic baseline;
+* ``gradient_sketch``: a random projection of the segment's Fisher-preconditioned loss gradient
+  (tda_plugin/sketch.py), whose inner product with the query's sketch is the first-order unlearning
+  score itself. It needs the index's Fisher, so the builder computes it in the per-segment gradient
+  pass of the sensitivity stage and the attributor from the query's unlearning step
+  (:class:`GradientEmbedderSpec`), not through ``embed``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
+from .errors import TdaError
 from .hookspecs import hookimpl
 from .randomness import make_draws
 from .registry import EmbedderSpec
@@ -32,9 +42,51 @@ def latent_stats(adapter: "ModelAdapter", encoded: torch.Tensor, cond: Any, stre
     return torch.cat([x.mean(dim=-1), x.std(dim=-1)], dim=-1).cpu()
 
 
+#: MFCCs per frame (the 0th, loudness, is left out: level says little about who made the music)
+N_MFCC = 20
+
+
+def mfcc_chroma(adapter: "ModelAdapter", encoded: torch.Tensor, cond: Any, streams: list[str], seed: int) -> torch.Tensor:
+    """Mean/std over frames of MFCCs 1..19 and of the chroma, each block L2-normalised, of the decoded audio."""
+    try:
+        import librosa
+    except ImportError:
+        raise TdaError("the mfcc_chroma embedder needs librosa: pip install 'tda-plugin[features]'") from None
+
+    audio = adapter.decode(encoded).float().mean(dim=1).cpu().numpy()  # mono
+    out = []
+    for y in audio:
+        y = np.ascontiguousarray(y, dtype=np.float32)
+        mfcc = librosa.feature.mfcc(y=y, sr=adapter.sample_rate, n_mfcc=N_MFCC)[1:]
+        chroma = librosa.feature.chroma_stft(y=y, sr=adapter.sample_rate)
+        blocks = [mfcc.mean(axis=1), mfcc.std(axis=1), chroma.mean(axis=1), chroma.std(axis=1)]
+        out.append(np.concatenate([b / max(float(np.linalg.norm(b)), 1e-12) for b in blocks]))
+    return torch.from_numpy(np.stack(out)).float()
+
+
+@dataclass(frozen=True)
+class GradientEmbedderSpec(EmbedderSpec):
+    """An embedder computed from per-segment gradients and the Fisher (see tda_plugin/sketch.py)."""
+
+
+def _needs_gradients(adapter: "ModelAdapter", encoded: torch.Tensor, cond: Any, streams: list[str], seed: int) -> torch.Tensor:
+    raise TdaError("the gradient sketch is computed from the index's Fisher in the gradient pass, not by embed()")
+
+
+GRADIENT_SKETCH = GradientEmbedderSpec(
+    "gradient_sketch", "random projection of the Fisher-preconditioned loss gradient (first-order unlearning score)",
+    _needs_gradients)
+
+
+def uses_gradients(spec: EmbedderSpec) -> bool:
+    return isinstance(spec, GradientEmbedderSpec)
+
+
 @hookimpl
 def tda_embedders() -> list[EmbedderSpec]:
     return [
+        GRADIENT_SKETCH,
         EmbedderSpec("activations", "pooled transformer activations of the model under fixed draws", activations),
         EmbedderSpec("latent_stats", "per-channel mean/std of the model's training representation", latent_stats),
+        EmbedderSpec("mfcc_chroma", "MFCC and chroma statistics of the decoded audio", mfcc_chroma),
     ]

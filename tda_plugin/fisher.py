@@ -16,6 +16,7 @@ from .randomness import make_draws
 
 if TYPE_CHECKING:
     from .adapter import Conditioning, ModelAdapter
+    from .sketch import GradientSketch
 
 
 def named_parameters(adapter: "ModelAdapter", names: Sequence[str]) -> list[torch.nn.Parameter]:
@@ -72,17 +73,21 @@ def group_damping(fisher: dict[str, torch.Tensor], names: Sequence[str], damping
 
 def sensitivities(adapter: "ModelAdapter", encoded: torch.Tensor, conditioning: Sequence["Conditioning"],
                   streams: Sequence[str], groups: dict[str, list[str]], fisher: dict[str, torch.Tensor], *,
-                  damping: float, seed: int, draws: int, advance: Advance | None = None) -> dict[str, torch.Tensor]:
+                  damping: float, seed: int, draws: int, advance: Advance | None = None,
+                  sketch: "GradientSketch | None" = None) -> dict[str, torch.Tensor]:
     """s_i = sqrt(g_iᵀ (F + λI)^-1 g_i) per segment and parameter subset.
 
     To first order, unlearning segment i itself would raise its own loss by (α/N)·s_i²; dividing
     τ_i by s_i removes the "hub" segments whose loss rises under any perturbation (relative
     influence, Barshan et al. 2020), which is what measured best on the demo (docs/method.md).
+    With ``sketch``, the same gradients also give each segment's gradient sketch (key "sketch",
+    [n, sketch.dim]): one backward pass per segment serves both.
     """
     names = sorted({n for ns in groups.values() for n in ns})
     params = named_parameters(adapter, names)
     lam = {g: group_damping(fisher, ns, damping) for g, ns in groups.items()}
     out = {g: torch.zeros(encoded.shape[0], dtype=torch.float64) for g in groups}
+    sketches = torch.zeros(encoded.shape[0], sketch.dim) if sketch is not None else None
     dev = params[0].device
     fdev = {n: fisher[n].to(dev) for n in names}
     gradients = segment_gradients(adapter, params, encoded, conditioning, streams, seed=seed, draws=draws, advance=advance)
@@ -90,4 +95,9 @@ def sensitivities(adapter: "ModelAdapter", encoded: torch.Tensor, conditioning: 
         grads = dict(zip(names, grad))
         for g, ns in groups.items():
             out[g][i] = sum(float((grads[n].float().pow(2) / (fdev[n] + lam[g])).sum()) for n in ns)
-    return {g: v.sqrt().float() for g, v in out.items()}
+        if sketches is not None:
+            sketches[i] = sketch.of_gradient({n: grads[n] for n in sketch.names})
+    result = {g: v.sqrt().float() for g, v in out.items()}
+    if sketches is not None:
+        result["sketch"] = sketches
+    return result

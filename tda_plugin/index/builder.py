@@ -4,10 +4,16 @@ Stages, each checking the one before it and skipping finished work:
 1. ``catalog``  read tracks.csv, decode every file (bad ones are recorded and skipped), plan segments;
 2. ``shards``   per shard: decode, encode, baseline losses under the fixed draws, embeddings;
                 one atomic file per shard, so an interrupted build resumes at the first missing shard;
-3. ``fisher``   diagonal Fisher over a seeded sample of segments;
-4. ``sensitivity`` per shard: each segment's preconditioned gradient norm per parameter subset;
-5. ``finalize`` baseline.safetensors, vectors.faiss, then index.json with ``complete: true``.
-Every stage is deterministic, so a resumed build ends identical to an uninterrupted one.
+3. ``fisher``   diagonal Fisher over a seeded sample of segments, in fixed chunks of
+                ``FISHER_CHUNK`` segments (one atomic partial file each), merged in chunk order;
+4. ``sensitivity`` per shard: each segment's preconditioned gradient norm per parameter subset and,
+                for the ``gradient_sketch`` embedder, its sketch, from one backward pass per segment;
+5. ``finalize`` baseline.safetensors, vectors.faiss (streamed shard by shard), then index.json with
+                ``complete: true``.
+Every stage is deterministic, so a resumed build ends identical to an uninterrupted one. Under
+torchrun, shards, Fisher chunks and sensitivity shards are dealt out round-robin across ranks
+(tda_plugin/distributed.py); each unit is computed exactly as one process would, so the index is
+bit-identical.
 """
 from __future__ import annotations
 
@@ -20,19 +26,23 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from .. import audio as audio_io
+from .. import distributed
 from ..adapter import Conditioning, ModelAdapter
 from ..atomic import write_json, write_tensors
 from ..catalog import catalog_csv, read_catalog
 from ..errors import AudioError, CatalogError, IndexMismatchError
-from ..fisher import diagonal_fisher, sensitivities
+from ..embedders import uses_gradients
+from ..fisher import diagonal_fisher, group_damping, sensitivities
 from ..progress import task
 from ..randomness import segment_stream
 from ..registry import get_embedder_spec
 from ..scoring import losses
 from ..settings import IndexSettings
+from ..sketch import for_model as sketch_for_model
 from . import vectors
 from .catalog_db import CatalogDB, SegmentRow, TrackRow
 from .store import INDEX_FILES, Index, IndexMeta, read_meta, sensitivity_name, shard_name
@@ -40,6 +50,8 @@ from .store import INDEX_FILES, Index, IndexMeta, read_meta, sensitivity_name, s
 log = logging.getLogger(__name__)
 
 ENCODE_BATCH = 16
+#: Fisher sample segments per partial file: the unit of resumption and of distribution
+FISHER_CHUNK = 16
 
 
 @dataclass(frozen=True)
@@ -148,12 +160,15 @@ def _build_shard(adapter: ModelAdapter, meta: IndexMeta, rows: list[SegmentRow],
     conds = [segment_conditioning(tracks[s.track_id], s) for s in rows]
     streams = [segment_stream(s.segment_id) for s in rows]
     base = losses(adapter, latents, conds, streams, seed=settings.seed, draws=settings.draws, batch_size=batch_size)
-    embed = get_embedder_spec(settings.embedder).embed
-    step = max(1, batch_size // 2)
-    emb = torch.cat([embed(adapter, latents[i:i + step], adapter.condition(conds[i:i + step]), streams[i:i + step],
-                           settings.seed) for i in range(0, len(rows), step)])
-    return {"segment_ids": torch.tensor([s.segment_id for s in rows], dtype=torch.int64),
-            "latents": latents, "baseline": base, "embeddings": emb.float()}
+    out = {"segment_ids": torch.tensor([s.segment_id for s in rows], dtype=torch.int64),
+           "latents": latents, "baseline": base}
+    spec = get_embedder_spec(settings.embedder)
+    if not uses_gradients(spec):  # a gradient sketch comes from the sensitivity pass, after the Fisher
+        step = max(1, batch_size // 2)
+        out["embeddings"] = torch.cat([
+            spec.embed(adapter, latents[i:i + step], adapter.condition(conds[i:i + step]), streams[i:i + step],
+                       settings.seed) for i in range(0, len(rows), step)]).float()
+    return out
 
 
 def fisher_sample(segment_ids: list[int], count: int, seed: int) -> list[int]:
@@ -164,101 +179,158 @@ def fisher_sample(segment_ids: list[int], count: int, seed: int) -> list[int]:
 
 def build_index(corpus: Path, out: Path, adapter: ModelAdapter, *, checkpoint: Path, model_config: Path | None = None,
                 settings: IndexSettings = IndexSettings(), batch_size: int = 64, overwrite: bool = False) -> BuildReport:
+    """Build (or resume) the index of ``corpus`` in ``out``; under torchrun every rank calls this alike."""
     out = Path(out)
-    meta = _start(out, _meta(adapter, checkpoint, model_config, corpus, settings), overwrite)
-    settings = meta.index_settings
+    distributed.init_from_env()
     get_embedder_spec(settings.embedder)  # fail before any work on an unknown name
-    db = CatalogDB(out / "catalog.sqlite")
+    new = _meta(adapter, checkpoint, model_config, corpus, settings)
+    if distributed.is_main():  # rank 0 writes index.json and plans the catalogue; the others then agree
+        meta = _start(out, new, overwrite)
+    distributed.barrier()
+    if not distributed.is_main():
+        meta = _start(out, new, overwrite=False)
+    settings = meta.index_settings
+    db = CatalogDB(out / "catalog.sqlite") if distributed.is_main() else None
     try:
-        if not db.is_done("catalog"):
+        if db is not None and not db.is_done("catalog"):
             _plan_catalog(db, Path(corpus), meta, settings.shard_size)
+        distributed.barrier()
+        db = db or CatalogDB(out / "catalog.sqlite")
         tracks = db.tracks()
         shards = db.shards()
         todo = [k for k in shards if not (out / shard_name(k)).is_file()]
         resumed = len(shards) - len(todo)
         all_rows = db.segments()
-        with task("encoding + baseline", sum(len(db.segments(k)) for k in todo)) as advance:
-            for k in todo:
+        mine = distributed.mine(todo)
+        with task("encoding + baseline", sum(len(db.segments(k)) for k in mine)) as advance:
+            for k in mine:
                 rows = db.segments(k)
                 tensors = _build_shard(adapter, meta, rows, tracks, settings, batch_size)
                 write_tensors(out / shard_name(k), tensors, {"fingerprint": meta.fingerprint})
                 advance(len(rows))
+        distributed.barrier()
         meta.encoded_shape = list(_shard_latent_shape(out, shards[0]))
         if not (out / "fisher.safetensors").is_file():
             _build_fisher(adapter, out, meta, all_rows, tracks, settings)
         _build_sensitivities(adapter, out, meta, db, tracks, settings)
-        _finalize(out, meta)
+        distributed.barrier()
+        if distributed.is_main():
+            _finalize(out, meta, db, uses_gradients(get_embedder_spec(settings.embedder)))
+        distributed.barrier()
         failures = db.failures()
         report = BuildReport(out, len(all_rows), len({s.track_id for s in all_rows}), failures, resumed)
     finally:
-        db.close()
-    from ..plugins import get_plugin_manager
+        if db is not None:
+            db.close()
+    if distributed.is_main():
+        from ..plugins import get_plugin_manager
 
-    get_plugin_manager().hook.tda_index_built(index_dir=str(out), info=Index(out).info())
+        get_plugin_manager().hook.tda_index_built(index_dir=str(out), info=Index(out).info())
     return report
 
 
 def _shard_latent_shape(out: Path, shard: int) -> tuple[int, ...]:
-    from safetensors import safe_open
-
     with safe_open(str(out / shard_name(shard)), "pt") as fh:
         return tuple(fh.get_slice("latents").get_shape()[1:])
 
 
 def _build_fisher(adapter: ModelAdapter, out: Path, meta: IndexMeta, rows: list[SegmentRow],
                   tracks: dict[int, TrackRow], settings: IndexSettings) -> None:
+    """F over the seeded sample, computed in chunks (resumable, spread over ranks) and merged in chunk order."""
     ids = fisher_sample([s.segment_id for s in rows], settings.fisher_segments, settings.seed)
     by_id = {s.segment_id: s for s in rows}
-    shards: dict[int, dict[str, torch.Tensor]] = {}
-    latents = []
-    for sid in ids:  # each shard is read once
-        k = by_id[sid].shard
-        if k not in shards:
-            shards[k] = load_file(str(out / shard_name(k)))
-        sh = shards[k]
-        latents.append(sh["latents"][int((sh["segment_ids"] == sid).nonzero()[0, 0])])
     names = adapter.parameter_groups()["blocks"]
-    conds = [segment_conditioning(tracks[by_id[i].track_id], by_id[i]) for i in ids]
-    with task("fisher", len(ids)) as advance:
-        fisher = diagonal_fisher(adapter, torch.stack(latents), conds, [segment_stream(i) for i in ids], names,
-                                 seed=settings.seed, draws=settings.draws, advance=advance)
-    write_tensors(out / "fisher.safetensors", fisher, {"fingerprint": meta.fingerprint, "segments": str(len(ids))})
+    chunks = [ids[i:i + FISHER_CHUNK] for i in range(0, len(ids), FISHER_CHUNK)]
+    todo = [j for j in range(len(chunks)) if not (out / _fisher_part(j)).is_file()]
+    mine = distributed.mine(todo)
+    with task("fisher", sum(len(chunks[j]) for j in mine)) as advance:
+        for j in mine:
+            chunk = chunks[j]
+            conds = [segment_conditioning(tracks[by_id[i].track_id], by_id[i]) for i in chunk]
+            part = diagonal_fisher(adapter, _gather_latents(out, chunk, by_id), conds,
+                                   [segment_stream(i) for i in chunk], names, seed=settings.seed,
+                                   draws=settings.draws, advance=advance)
+            write_tensors(out / _fisher_part(j), part, {"fingerprint": meta.fingerprint})
+    distributed.barrier()
+    if distributed.is_main():
+        fisher: dict[str, torch.Tensor] = {}
+        for j, chunk in enumerate(chunks):  # the same order whatever the number of ranks
+            part = load_file(str(out / _fisher_part(j)))
+            for n in names:
+                term = part[n] * (len(chunk) / len(ids))
+                fisher[n] = term if n not in fisher else fisher[n] + term
+        write_tensors(out / "fisher.safetensors", fisher, {"fingerprint": meta.fingerprint, "segments": str(len(ids))})
+        for j in range(len(chunks)):
+            (out / _fisher_part(j)).unlink()
+    distributed.barrier()
+
+
+def _fisher_part(chunk: int) -> str:
+    return f"shards/fisher-part-{chunk:05d}.safetensors"
+
+
+def _gather_latents(out: Path, ids: list[int], by_id: dict[int, SegmentRow]) -> torch.Tensor:
+    """Latents of ``ids`` read back from their shards, each shard opened once."""
+    rows = []
+    for k in sorted({by_id[i].shard for i in ids}):
+        with safe_open(str(out / shard_name(k)), "pt") as fh:
+            sids = fh.get_tensor("segment_ids").tolist()
+            wanted = [(i, sids.index(i)) for i in ids if by_id[i].shard == k]
+            latents = fh.get_slice("latents")
+            rows += [(i, latents[p:p + 1][0]) for i, p in wanted]
+    order = {i: t for i, t in rows}
+    return torch.stack([order[i] for i in ids])
 
 
 def _build_sensitivities(adapter: ModelAdapter, out: Path, meta: IndexMeta, db: CatalogDB,
                          tracks: dict[int, TrackRow], settings: IndexSettings) -> None:
-    todo = [k for k in db.shards() if not (out / sensitivity_name(k)).is_file()]
+    todo = distributed.mine([k for k in db.shards() if not (out / sensitivity_name(k)).is_file()])
     if not todo:
         return
     fisher = load_file(str(out / "fisher.safetensors"))
     groups = adapter.parameter_groups()
+    sketch = None
+    if uses_gradients(get_embedder_spec(settings.embedder)):
+        sketch = sketch_for_model(adapter.module, groups["blocks"], fisher,
+                                  group_damping(fisher, groups["blocks"], settings.damping), seed=settings.seed)
     with task("sensitivities", sum(len(db.segments(k)) for k in todo)) as advance:
         for k in todo:
             rows = db.segments(k)
-            latents = load_file(str(out / shard_name(k)))["latents"]
+            with safe_open(str(out / shard_name(k)), "pt") as fh:
+                latents = fh.get_tensor("latents")
             conds = [segment_conditioning(tracks[s.track_id], s) for s in rows]
             sens = sensitivities(adapter, latents, conds, [segment_stream(s.segment_id) for s in rows], groups, fisher,
-                                 damping=settings.damping, seed=settings.seed, draws=settings.draws, advance=advance)
+                                 damping=settings.damping, seed=settings.seed, draws=settings.draws, advance=advance,
+                                 sketch=sketch)
             write_tensors(out / sensitivity_name(k), sens, {"fingerprint": meta.fingerprint})
 
 
-def _finalize(out: Path, meta: IndexMeta) -> None:
-    db = CatalogDB(out / "catalog.sqlite")
-    try:
-        ids, base, vecs, sens = [], [], [], []
-        for k in db.shards():
-            sh = load_file(str(out / shard_name(k)))
-            ids.append(sh["segment_ids"])
-            base.append(sh["baseline"])
-            vecs.append(sh["embeddings"])
-            sens.append(load_file(str(out / sensitivity_name(k))))
-    finally:
-        db.close()
+def _finalize(out: Path, meta: IndexMeta, db: CatalogDB, sketched: bool) -> None:
+    """Concatenate baseline rows and sensitivities, stream the vectors into FAISS, mark complete.
+
+    Only the small per-segment tensors are read (never the latents), so memory stays at the size of
+    baseline.safetensors plus one shard's vectors and the FAISS index.
+    """
+    shards = db.shards()
+    ids, base, sens = [], [], []
+    for k in shards:
+        with safe_open(str(out / shard_name(k)), "pt") as fh:
+            ids.append(fh.get_tensor("segment_ids"))
+            base.append(fh.get_tensor("baseline"))
+        with safe_open(str(out / sensitivity_name(k)), "pt") as fh:
+            sens.append({g: fh.get_tensor(g) for g in fh.keys() if g != "sketch"})
     seg_ids = torch.cat(ids)
     merged = {"segment_ids": seg_ids, "losses": torch.cat(base)}
     merged.update({f"sensitivity.{g}": torch.cat([s[g] for s in sens]) for g in sens[0]})
     write_tensors(out / "baseline.safetensors", merged, {"fingerprint": meta.fingerprint})
-    vectors.save(vectors.build(torch.cat(vecs).numpy(), seg_ids.numpy()), out / "vectors.faiss")
+
+    def chunks():
+        for k, sid in zip(shards, ids):
+            path, key = (sensitivity_name(k), "sketch") if sketched else (shard_name(k), "embeddings")
+            with safe_open(str(out / path), "pt") as fh:
+                yield fh.get_tensor(key).numpy(), sid.numpy()
+
+    first = next(iter(chunks()))[0]
+    vectors.save(vectors.build_streaming(len(seg_ids), first.shape[1], chunks), out / "vectors.faiss")
     meta.complete = True
     write_json(out / "index.json", meta.to_dict())
-
