@@ -104,22 +104,25 @@ def compare(
 def prefilter(
     index: IndexArg,
     out_dir: OutDir = Path("eval-out"),
-    queries: Annotated[Optional[Path], typer.Option(help="folder of generated clips; default: covering training segments")] = None,
-    targets: Targets = 16,
+    queries: Annotated[Optional[Path], typer.Option(help="folder of generated clips (prompts from their stored credits)")] = None,
+    noisy_copies: Annotated[int, typer.Option(help="covering training segments + 20 dB noise as further queries")] = 16,
     fractions: Annotated[str, typer.Option(help="M as comma-separated fractions of N")] = "0.01,0.02,0.05,0.1,0.2",
+    sketch_dims: Annotated[str, typer.Option(help="gradient-sketch sizes to compare")] = "4096",
     batch_size: BatchSize = 64,
     device: Annotated[str, typer.Option()] = "cpu",
 ) -> None:
-    """Recall of the exhaustive top-k inside each embedder's prefiltered top-M."""
-    from tda_plugin.experiments.compare import find_queries
+    """Recall of the exhaustive top-k inside each embedder's prefiltered top-M (choose --candidates from it)."""
     from tda_plugin.experiments.prefilter import prefilter_doc, render_prefilter
 
     try:
         fracs = [float(f) for f in fractions.split(",")]
+        dims = [int(d) for d in sketch_dims.split(",")]
     except ValueError:
         raise typer.BadParameter("comma-separated numbers, e.g. 0.01,0.05") from None
-    doc = prefilter_doc(_open(index, device), find_queries(queries) if queries else None, targets, fracs,
-                        AttributeSettings(candidates="all", batch_size=batch_size))
+    if queries is None and noisy_copies < 1:
+        raise typer.BadParameter("give --queries, --noisy-copies, or both")
+    doc = prefilter_doc(_open(index, device), queries, noisy_copies, fracs,
+                        AttributeSettings(candidates="all", batch_size=batch_size), dims)
     _finish(out_dir, "prefilter", doc, *render_prefilter(doc))
 
 
@@ -138,14 +141,14 @@ def counterfactual(
 ) -> None:
     """Retrain without the top-K attributed segments (and K random / most similar ones): does the query suffer?"""
     from tda_plugin.experiments.counterfactual import Counterfactual, Plan, announce, estimate_seconds, render
-    from tda_plugin.experiments.embeddings import embedder_names
+    from tda_plugin.experiments.embeddings import similarity_embedders
 
     try:
         ks = tuple(int(v) for v in k.split(","))
     except ValueError:
         raise typer.BadParameter("comma-separated integers, e.g. 2,8") from None
     plan = Plan(corpus, out_dir, adapter, queries, ks, steps, seed, draws)
-    retrains = queries * len(ks) * len(plan.methods(embedder_names()))
+    retrains = queries * len(ks) * len(plan.methods(similarity_embedders()))
     announce(estimate_seconds(plan, retrains), retrains)
     if estimate_only:
         return

@@ -26,7 +26,6 @@ def test_perfect_attribution_gives_rank_one_and_full_overlap() -> None:
     assert metrics.topk_overlap(scores, {0: 0.0, 1: 0.1, 2: 0.5, 3: 0.9}, 2) == 0.0
     c = metrics.correlations(scores, {k: 2 * v + 1 for k, v in scores.items()})
     assert c == pytest.approx({"pearson": 1.0, "spearman": 1.0, "kendall": 1.0})
-    assert metrics.recall_at(scores, [1, 0], 2) == 1.0 and metrics.recall_at(scores, [3, 2], 2) == 0.0
     assert metrics.concentration({0: 3.0, 1: 1.0, 2: -5.0}, ks=(1, 2)) == {"top1_share": 0.75, "top2_share": 1.0}
 
 
@@ -106,19 +105,16 @@ def test_compare_and_prefilter_commands(tiny_index: Path, tmp_path: Path) -> Non
     queries = _clip(tmp_path / "q", "low hum")
     doc = _run(["eval", "compare", str(tiny_index), "--queries", str(queries), "--out", str(tmp_path), "--unlearn-draws", "4"])
     assert doc["queries"][0]["prompt"] == "low hum"
+    assert "gradient_sketch" not in doc["embedders"] and {"activations", "latent_stats"} <= set(doc["embedders"])
     assert set(doc["summary"]["correlation"]) == set(doc["embedders"])
     assert set(doc["summary"]["concentration"]) == {"unlearning", *doc["embedders"]}
-    doc = _run(["eval", "prefilter", str(tiny_index), "--queries", str(queries), "--out", str(tmp_path),
-                "--fractions", "0.1,1.0"])
-    n = doc["segments"]
-    assert doc["M"][-1] == n
-    for per_k in doc["recall"].values():  # the whole catalogue as candidates holds every exact top-k
-        assert per_k["top10"][str(n)] == 1.0 and "top100" not in per_k  # k >= N says nothing
-
-
-def test_prefilter_without_queries_leaves_the_target_out(tiny_index: Path, tmp_path: Path) -> None:
-    doc = _run(["eval", "prefilter", str(tiny_index), "--out", str(tmp_path), "--targets", "2", "--fractions", "1.0"])
-    assert len(doc["queries"]) == 2 and all(q.startswith("segment ") for q in doc["queries"])
+    doc = _run(["eval", "prefilter", str(tiny_index), "--queries", str(queries), "--noisy-copies", "2",
+                "--out", str(tmp_path), "--fractions", "0.1,1.0"])
+    table = doc["table"]
+    assert table["queries"][0] == "gen.wav" and len(table["queries"]) == 3
+    assert {"gradient_sketch", "first_order", "activations", "latent_stats"} <= set(table["recall"])
+    for per_k in table["recall"].values():  # the whole catalogue as candidates holds every exact top-k
+        assert per_k["10"]["1.0"] == 1.0 and "100" not in per_k  # k >= N says nothing
 
 
 def test_eval_errors_are_one_line(tiny_index: Path, tmp_path: Path) -> None:

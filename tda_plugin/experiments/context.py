@@ -9,7 +9,7 @@ import numpy as np
 
 from ..attributor import Attributor
 from ..progress import task
-from .embeddings import embedder_names, segment_embeddings
+from .embeddings import segment_embeddings, similarity_embedders
 from .outputs import machine
 from .targets import covering_targets
 
@@ -23,7 +23,7 @@ class Context:
 
     @classmethod
     def open(cls, att: Attributor) -> "Context":
-        names = embedder_names()
+        names = similarity_embedders()
         embeddings = {}
         with task("embedding the catalogue", len(names)) as advance:
             for name in names:
@@ -32,9 +32,13 @@ class Context:
         return cls(att, embeddings)
 
     def targets(self, count: int) -> list[int]:
-        """Covering targets by k-means over the index's own embedder."""
-        ids = sorted(self.att.index.segments)
-        return covering_targets(self.embeddings[self.att.index.meta.settings["embedder"]], ids, count,
+        """Covering targets by k-means over the model's own pooled activations (the index's embedder when it is
+        a similarity embedder), so they spread over what the model tells apart."""
+        own = self.att.index.meta.settings["embedder"]
+        name = own if own in similarity_embedders() else "activations"
+        if name not in self.embeddings:
+            self.embeddings[name] = segment_embeddings(self.att, name)
+        return covering_targets(self.embeddings[name], sorted(self.att.index.segments), count,
                                 seed=self.att.index.meta.settings["seed"])
 
     def header(self, experiment: str) -> dict[str, Any]:

@@ -1,53 +1,35 @@
-"""Embeddings of every training segment (and of queries) under each registered embedder.
+"""Similarity embeddings of every training segment (and of queries) under each registered embedder.
 
 The experiments compare unlearning scores with embedding similarity (the paper's CLAP_topk,
-test-to-train comparison, prefilter recall), so they need every embedder a user has installed,
-not only the one the index was built with. Vectors are L2-normalised: inner product = cosine.
+test-to-train comparison, retraining without the most similar data), so they use every embedder a
+user has installed that embeds a segment on its own, not only the index's. Gradient sketches are
+left out: they approximate the unlearning score itself (their recall is `tda eval prefilter`'s job).
+Vectors are L2-normalised, so inner product = cosine.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
+from ..embedders import uses_gradients
 from ..index import vectors
-from ..index.builder import segment_conditioning
-from ..randomness import query_stream, segment_stream
+from ..recall import segment_vectors
 from ..registry import embedders
 
 if TYPE_CHECKING:
     from ..attributor import Attributor, EncodedQuery
 
-BATCH = 16
+
+def similarity_embedders() -> list[str]:
+    return sorted(name for name, spec in embedders().items() if not uses_gradients(spec))
 
 
-def embedder_names() -> list[str]:
-    return sorted(embedders())
-
-
-def segment_embeddings(att: "Attributor", name: str, ids: list[int] | None = None) -> np.ndarray:
-    """[N, E] normalised embeddings of ``ids`` (default: all segments, in id order)."""
-    spec = embedders()[name]
-    index = att.index
-    ids = sorted(index.segments) if ids is None else ids
-    seed = index.meta.settings["seed"]
-    out = []
-    for i in range(0, len(ids), BATCH):
-        chunk = ids[i:i + BATCH]
-        latents = index.gather(chunk, "latents")
-        conds = [segment_conditioning(index.tracks[index.segments[s].track_id], index.segments[s]) for s in chunk]
-        with torch.no_grad():
-            out.append(spec.embed(att.adapter, latents, att.adapter.condition(conds), [segment_stream(s) for s in chunk],
-                                  seed).float().cpu().numpy())
-    return vectors.normalise(np.concatenate(out))
+def segment_embeddings(att: "Attributor", name: str) -> np.ndarray:
+    """[N, E] normalised embeddings of all segments, rows in segment-id order."""
+    return vectors.normalise(segment_vectors(att, name))
 
 
 def query_embedding(att: "Attributor", name: str, query: "EncodedQuery") -> np.ndarray:
-    """[E] normalised embedding of a query: the mean of its windows' normalised embeddings (as the prefilter does)."""
-    spec = embedders()[name]
-    streams = [query_stream(w) for w in range(len(query.conditioning))]
-    with torch.no_grad():
-        emb = spec.embed(att.adapter, query.encoded, att.adapter.condition(query.conditioning), streams,
-                         att.index.meta.settings["seed"]).float().cpu().numpy()
-    return vectors.normalise(vectors.normalise(emb).mean(axis=0, keepdims=True))[0]
+    """[E] normalised embedding of a query (its windows' normalised embeddings averaged, as the prefilter does)."""
+    return vectors.normalise(att.query_vector(query, name))[0]

@@ -48,8 +48,3 @@ def concentration(scores: Scores, ks: Sequence[int] = (1, 10)) -> dict[str, floa
     mass = pos.sum()
     return {f"top{k}_share": float(pos[:k].sum() / mass) if mass > 0 else 0.0 for k in ks}
 
-
-def recall_at(exact: Scores, candidates: Sequence[int], k: int) -> float:
-    """Fraction of the exact top-k found among ``candidates`` (a prefilter's top-M)."""
-    top = ordered(exact)[:k]
-    return len(set(top) & set(candidates)) / len(top)
