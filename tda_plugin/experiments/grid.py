@@ -28,7 +28,7 @@ from ..settings import UnlearnSettings
 from .metrics import correlations, topk_overlap
 from .context import Context
 from .outputs import markdown_table
-from .self_influence import SelfInfluence, _label, render, run_points
+from .self_influence import SelfInfluence, label, render, run_points
 
 AXES = ("subset", "mask_silence", "relative_step", "steps", "unlearn_draws")
 
@@ -91,7 +91,7 @@ def render_grid(doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     n = len(doc["settings"])
     names = list(doc["consistency"])
     rows = [[j + 1, *(float((sum(doc["consistency"][m][j]) - 1) / max(1, n - 1)) for m in names)] for j in range(n)]
-    md = ("| point | setting |\n|---|---|\n" + "".join(f"| {j + 1} | {_label(s['setting'])} |\n" for j, s in enumerate(doc["settings"]))
+    md = ("| point | setting |\n|---|---|\n" + "".join(f"| {j + 1} | {label(s['setting'])} |\n" for j, s in enumerate(doc["settings"]))
           + "\n" + md + "\nMean consistency of each point with the others:\n\n" + markdown_table(["point", *names], rows))
 
     def heatmap(ax: Any) -> None:

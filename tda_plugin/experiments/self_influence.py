@@ -89,7 +89,7 @@ def run_points(ctx: "Context", grid: list[tuple[dict[str, Any], UnlearnSettings]
     runs = [run_self_influence(ctx.att, chosen, AttributeSettings(unlearn, batch_size=batch_size), setting, ctx.embeddings, k)
             for setting, unlearn in grid]
     doc = {**ctx.header(experiment), "targets": chosen, "k": k,
-           "target_ranks": {_label(r.setting): {str(t): rank_of(sc, t) for t, sc in r.scores.items()} for r in runs},
+           "target_ranks": {label(r.setting): {str(t): rank_of(sc, t) for t, sc in r.scores.items()} for r in runs},
            "settings": [{"setting": r.setting, "unlearn": u.to_dict(), "figures": r.figures} for r, (_, u) in zip(runs, grid)]}
     return doc, runs
 
@@ -100,16 +100,16 @@ def render(doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
     rows = doc["settings"]
     keys = [k for k in rows[0]["figures"]] if rows else []
-    md = markdown_table(["setting", *keys], [[_label(r["setting"]), *(r["figures"][k] for k in keys)] for r in rows])
+    md = markdown_table(["setting", *keys], [[label(r["setting"]), *(r["figures"][k] for k in keys)] for r in rows])
 
     def ranks(ax: Any) -> None:
         ax.bar(range(len(rows)), [r["figures"]["R"] for r in rows])
-        ax.set_xticks(range(len(rows)), [_label(r["setting"]) for r in rows], rotation=30, ha="right", fontsize=7)
+        ax.set_xticks(range(len(rows)), [label(r["setting"]) for r in rows], rotation=30, ha="right", fontsize=7)
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
         ax.set_ylabel("mean rank of the target (R; 1 is perfect)")
 
     return md, {"mean-rank": ranks}
 
 
-def _label(setting: dict[str, Any]) -> str:
+def label(setting: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in setting.items()) or "default"
