@@ -53,10 +53,10 @@ def self_influence(
     device: Annotated[str, typer.Option()] = "cpu",
 ) -> None:
     """Unlearn training segments themselves: does each rank itself first (the paper's R)?"""
-    from tda_plugin.experiments.self_influence import render, self_influence_doc
+    from tda_plugin.experiments.self_influence import Setting, render, self_influence_doc
 
     base = UnlearnSettings(relative_step=relative_step, unlearn_draws=unlearn_draws)
-    grid = [({"subset": s}, replace(base, subset=s)) for s in (subset or list(SUBSETS))]
+    grid = [Setting({"subset": s}, replace(base, subset=s)) for s in (subset or list(SUBSETS))]
     doc = self_influence_doc(_open(index, device), grid, targets, k, batch_size)
     _finish(out_dir, "self-influence", doc, *render(doc))
 

@@ -52,15 +52,38 @@ def test_covering_targets_pick_one_segment_per_cluster() -> None:
 
 def test_grid_file_axes_and_points(tmp_path: Path) -> None:
     f = tmp_path / "grid.toml"
-    f.write_text('subset = ["blocks", "cross_attn_kv"]\nsteps = [1, 3]\nmask_silence = false\n')
+    f.write_text('subset = ["blocks", "cross_attn_kv"]\nsteps = [1, 3]\nmask_silence = false\nmask_score = true\n')
     pts = points(read_grid(f))
-    assert len(pts) == 4
-    assert {(p["subset"], s.mode, s.steps, s.mask_silence) for p, s in pts} == {
+    assert len(pts) == 4 and all(p.mask_score for p in pts)
+    assert {(p.label["subset"], p.unlearn.mode, p.unlearn.steps, p.unlearn.mask_silence) for p in pts} == {
         ("blocks", "newton", 1, False), ("blocks", "ascent", 3, False),
         ("cross_attn_kv", "newton", 1, False), ("cross_attn_kv", "ascent", 3, False)}
     f.write_text('subset = ["blocks"]\nlearning_rate = [1]\n')
     with pytest.raises(TdaError, match="learning_rate"):
         read_grid(f)
+
+
+def test_scoring_masks_leave_silence_out(tiny_index: Path, tmp_path: Path) -> None:
+    """Masked scoring of an unmasked catalogue equals the index's exact scores; silent frames change nothing."""
+    from tda_plugin import Attributor
+    from tda_plugin.experiments.score_mask import MaskedScorer
+    from tda_plugin.settings import UnlearnSettings
+
+    att = Attributor.from_index(tiny_index)
+    scorer = MaskedScorer(att)
+    assert bool(scorer.masks.all())  # sine tones: nothing silent, so masks keep every frame
+    un = UnlearnSettings(unlearn_draws=4)
+    sid = sorted(att.index.segments)[0]
+    from tda_plugin.evaluation import segment_audio
+
+    query = att.encode_query(segment_audio(att, sid), att.index.meta.sample_rate, "low hum")
+    names, delta, _, _ = att.forget(query, un)
+    masked = scorer.scores(names, delta, un)
+    _, exact = att.exact_scores(sorted(att.index.segments), names, delta, un, 64)
+    assert np.allclose([masked[i] for i in sorted(masked)], exact.numpy(), rtol=1e-5, atol=1e-7)
+    scorer.masks[:, : scorer.masks.shape[1] // 2] = False  # now half of every segment is "silent"
+    scorer.baseline = scorer._losses()
+    assert not np.allclose([v for _, v in sorted(scorer.scores(names, delta, un).items())], exact.numpy())
 
 
 def _run(args: list[str]) -> dict:
@@ -84,10 +107,11 @@ def test_self_influence_and_grid_commands(tiny_index: Path, tmp_path: Path) -> N
         assert 1.0 <= f["R"] <= n and 0.0 <= f["rank1"] <= 1.0 and 0.0 <= f["precision@3"] <= 1.0
         assert {"sim_top3.activations", "sim_bot3.latent_stats"} <= set(f)
     grid = tmp_path / "grid.toml"
-    grid.write_text('subset = ["blocks"]\nrelative_step = [1e-3, 1e-2]\nunlearn_draws = [4]\n')
+    grid.write_text('subset = ["blocks"]\nrelative_step = [1e-3, 1e-2]\nunlearn_draws = [4]\nmask_score = [false, true]\n')
     doc = _run(["eval", "grid", str(tiny_index), "--grid", str(grid), "--out", str(tmp_path), "--targets", "2", "-k", "3"])
     spearman = np.array(doc["consistency"]["spearman"])
-    assert spearman.shape == (2, 2) and np.allclose(np.diag(spearman), 1.0) and np.allclose(spearman, spearman.T)
+    assert spearman.shape == (4, 4) and np.allclose(np.diag(spearman), 1.0) and np.allclose(spearman, spearman.T)
+    assert [s["mask_score"] for s in doc["settings"]] == [False, False, True, True]  # axes vary in AXES order
 
 
 def _clip(folder: Path, prompt: str | None) -> Path:

@@ -4,6 +4,7 @@ A grid file (TOML) lists values per axis; every combination is a point:
 
     subset = ["cross_attn_kv", "cross_attn", "self_attn", "blocks"]
     mask_silence = [true, false]      # mask silent frames of the clip while unlearning
+    mask_score = [false, true]        # mask silent frames of each training segment while scoring
     relative_step = [1e-4, 1e-3]      # step size as rms(Δ)/rms(θ)
     steps = [1, 4]                    # 1: the Newton step; >1: ascent with the EWC penalty
     unlearn_draws = [16, 64]          # draws averaged for the clip's gradient
@@ -28,9 +29,9 @@ from ..settings import UnlearnSettings
 from .metrics import correlations, topk_overlap
 from .context import Context
 from .outputs import markdown_table
-from .self_influence import SelfInfluence, label, render, run_points
+from .self_influence import SelfInfluence, Setting, label, render, run_points
 
-AXES = ("subset", "mask_silence", "relative_step", "steps", "unlearn_draws")
+AXES = ("subset", "mask_silence", "mask_score", "relative_step", "steps", "unlearn_draws")
 
 
 def read_grid(path: Path) -> dict[str, list[Any]]:
@@ -48,16 +49,16 @@ def read_grid(path: Path) -> dict[str, list[Any]]:
     return grid
 
 
-def points(grid: dict[str, list[Any]], base: UnlearnSettings = UnlearnSettings()) -> list[tuple[dict[str, Any], UnlearnSettings]]:
-    """Every combination as (the varied values, the full unlearning settings)."""
+def points(grid: dict[str, list[Any]], base: UnlearnSettings = UnlearnSettings()) -> list[Setting]:
+    """Every combination of the axes' values as a :class:`Setting`."""
     axes = list(grid)
     out = []
     for values in itertools.product(*(grid[a] for a in axes)):
         point = dict(zip(axes, values))
         steps = int(point.get("steps", base.steps))
-        settings = replace(base, **{a: v for a, v in point.items() if a != "steps"},
-                           steps=steps, mode="ascent" if steps > 1 else "newton")
-        out.append((point, settings))
+        unlearn = replace(base, **{a: v for a, v in point.items() if a not in ("steps", "mask_score")},
+                          steps=steps, mode="ascent" if steps > 1 else "newton")
+        out.append(Setting(point, unlearn, bool(point.get("mask_score", False))))
     return out
 
 
@@ -77,7 +78,7 @@ def consistency(runs: list[SelfInfluence], k: int) -> dict[str, np.ndarray]:
 
 
 
-def grid_doc(att: Attributor, grid: list[tuple[dict[str, Any], UnlearnSettings]], targets: int, k: int,
+def grid_doc(att: Attributor, grid: list[Setting], targets: int, k: int,
              batch_size: int) -> dict[str, Any]:
     doc, runs = run_points(Context.open(att), grid, targets, k, batch_size, "grid")
     mats = consistency(runs, k)

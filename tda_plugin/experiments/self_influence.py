@@ -21,7 +21,18 @@ from ..evaluation import segment_audio
 from ..progress import task
 from ..settings import AttributeSettings, UnlearnSettings
 from .context import Context
+from .score_mask import MaskedScorer
 from .metrics import Scores, ordered, rank_of
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One point of an experiment: its label (the varied values), the unlearning settings, scoring masks."""
+
+    label: dict[str, Any]
+    unlearn: UnlearnSettings
+    #: score training segments on their non-silent frames only (:mod:`.score_mask`)
+    mask_score: bool = False
 
 
 @dataclass
@@ -33,12 +44,20 @@ class SelfInfluence:
     figures: dict[str, float] = field(default_factory=dict)
 
 
-def target_scores(att: Attributor, sid: int, settings: AttributeSettings) -> Scores:
-    """Exact scores of all segments after unlearning segment ``sid`` (its audio and conditioning)."""
+def target_scores(att: Attributor, sid: int, settings: AttributeSettings, scorer: MaskedScorer | None = None) -> Scores:
+    """Exact scores of all segments after unlearning segment ``sid`` (its audio and conditioning);
+    with a ``scorer``, training segments are scored on their non-silent frames only."""
     seg = att.index.segments[sid]
     track = att.index.tracks[seg.track_id]
+    sr, audio = att.index.meta.sample_rate, segment_audio(att, sid)
+    if scorer is not None:
+        un = settings.unlearn
+        query = att.encode_query(audio, sr, track.caption, un.mask_silence, name=f"segment {sid}",
+                                 seconds_start=seg.start_s, seconds_total=track.duration_s)
+        names, delta, _, _ = att.forget(query, un)
+        return scorer.scores(names, delta, un)
     every = AttributeSettings(unlearn=settings.unlearn, top=settings.top, candidates="all", batch_size=settings.batch_size)
-    result = att.attribute(segment_audio(att, sid), att.index.meta.sample_rate, prompt=track.caption, settings=every,
+    result = att.attribute(audio, sr, prompt=track.caption, settings=every,
                            seconds_start=seg.start_s, seconds_total=track.duration_s, path=f"segment {sid}")
     return result.scores
 
@@ -66,31 +85,32 @@ def figures(att: Attributor, scores: dict[int, Scores], embeddings: dict[str, np
 
 
 def run_self_influence(att: Attributor, targets: list[int], settings: AttributeSettings, setting: dict[str, Any],
-                       embeddings: dict[str, np.ndarray], k: int = 10) -> SelfInfluence:
+                       embeddings: dict[str, np.ndarray], k: int = 10, scorer: MaskedScorer | None = None) -> SelfInfluence:
     out = SelfInfluence(setting)
-    with task(f"self-influence {setting}", len(targets)) as advance:
+    with task(f"self-influence {label(setting)}", len(targets)) as advance:
         for t in targets:
-            out.scores[t] = target_scores(att, t, settings)
+            out.scores[t] = target_scores(att, t, settings, scorer)
             advance(1)
     out.figures = figures(att, out.scores, embeddings, min(k, len(att.index.segments) - 1))
     return out
 
 
-def self_influence_doc(att: Attributor, grid: list[tuple[dict[str, Any], UnlearnSettings]], targets: int, k: int,
-                       batch_size: int) -> dict[str, Any]:
-    """Self-influence figures for each (setting label, unlearning settings) over the same covering targets."""
+def self_influence_doc(att: Attributor, grid: list[Setting], targets: int, k: int, batch_size: int) -> dict[str, Any]:
+    """Self-influence figures for each setting over the same covering targets."""
     doc, _ = run_points(Context.open(att), grid, targets, k, batch_size, "self-influence")
     return doc
 
 
-def run_points(ctx: "Context", grid: list[tuple[dict[str, Any], UnlearnSettings]], targets: int, k: int,
-               batch_size: int, experiment: str) -> tuple[dict[str, Any], list[SelfInfluence]]:
+def run_points(ctx: Context, grid: list[Setting], targets: int, k: int, batch_size: int,
+               experiment: str) -> tuple[dict[str, Any], list[SelfInfluence]]:
     chosen = ctx.targets(targets)
-    runs = [run_self_influence(ctx.att, chosen, AttributeSettings(unlearn, batch_size=batch_size), setting, ctx.embeddings, k)
-            for setting, unlearn in grid]
+    scorer = MaskedScorer(ctx.att, batch_size) if any(s.mask_score for s in grid) else None
+    runs = [run_self_influence(ctx.att, chosen, AttributeSettings(s.unlearn, batch_size=batch_size), s.label,
+                               ctx.embeddings, k, scorer if s.mask_score else None) for s in grid]
     doc = {**ctx.header(experiment), "targets": chosen, "k": k,
            "target_ranks": {label(r.setting): {str(t): rank_of(sc, t) for t, sc in r.scores.items()} for r in runs},
-           "settings": [{"setting": r.setting, "unlearn": u.to_dict(), "figures": r.figures} for r, (_, u) in zip(runs, grid)]}
+           "settings": [{"setting": r.setting, "unlearn": s.unlearn.to_dict(), "mask_score": s.mask_score,
+                         "figures": r.figures} for r, s in zip(runs, grid)]}
     return doc, runs
 
 
