@@ -67,7 +67,9 @@ def train_demo_model(tracks: list[Track], out_dir: Path, *, minutes: float, seed
     comes first: a step budget makes the result independent of machine speed); returns (checkpoint, config).
 
     ``exclude`` maps a track's resolved path to (start_s, end_s) ranges that no training crop may
-    overlap: the counterfactual evaluation retrains without chosen segments this way."""
+    overlap: the counterfactual evaluation retrains without chosen segments this way. Crops are drawn
+    exactly as without exclusions, and only those touching excluded audio are replaced, so the
+    retrained model differs from the reference by the removed data, not by a reshuffled data order."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     config = config or demo_config(sorted({t.caption or "" for t in tracks}))
@@ -85,11 +87,13 @@ def train_demo_model(tracks: list[Track], out_dir: Path, *, minutes: float, seed
         encoded.append((t, adapter.encode(torch.from_numpy(data[None, :, :usable]))[0].cpu(), data.shape[1] / sr))
     frames = adapter.encode(torch.zeros(1, ch, seg)).shape[-1]
     hop = seg // frames
-    crops_of = _allowed_offsets(encoded, frames, hop / sr, exclude or {})
-    encoded = [e for e, offsets in zip(encoded, crops_of) if offsets]
-    crops_of = [offsets for offsets in crops_of if offsets]
-    if not encoded:
+    allowed = [set(offsets) for offsets in _allowed_offsets(encoded, frames, hop / sr, exclude or {})]
+    pool = [(j, off) for j, offsets in enumerate(allowed) for off in sorted(offsets)]
+    if not pool:
         raise TdaError(f"no track is {seg / sr:.2f} s long outside the excluded ranges: nothing to train on")
+    # crops are drawn as if nothing were excluded; one that touches excluded audio is swapped for a crop
+    # from a separate stream, so retraining without some segments changes only the batches that held them
+    spare = random.Random(seed + 1)
     params = [p for n, p in model.named_parameters() if not n.startswith("pretransform")]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     budget = minutes * 60.0
@@ -102,8 +106,10 @@ def train_demo_model(tracks: list[Track], out_dir: Path, *, minutes: float, seed
             crops, conds = [], []
             for _ in range(batch):
                 j = rng.randrange(len(encoded))
+                off = rng.randrange(0, encoded[j][1].shape[-1] - frames + 1)
+                if off not in allowed[j]:
+                    j, off = pool[spare.randrange(len(pool))]
                 t, lat, total = encoded[j]
-                off = crops_of[j][rng.randrange(len(crops_of[j]))]
                 crops.append(lat[:, off:off + frames])
                 conds.append(Conditioning(t.caption, off * hop / sr, total))
             d = make_draws(seed * 1_000_003 + step, [f"train/{i}" for i in range(batch)], draws)

@@ -172,3 +172,20 @@ def test_counterfactual_end_to_end(tmp_path: Path) -> None:
                   "--steps", "2", "--draws", "2"])  # a rerun reuses every finished retraining
     assert {k: v["delta_loss"] for k, v in first.items()} == {f"q{r['query']}/k{r['k']}/{r['method']}": r["delta_loss"]
                                                               for r in again["runs"]}
+
+
+def test_retraining_without_nothing_reproduces_the_model(tmp_path: Path) -> None:
+    """The recipe is deterministic; excluding a range changes the weights (only through the swapped crops)."""
+    from safetensors.torch import load_file
+
+    from tda_plugin.adapters.stable_audio_demo import retrain
+    from tda_plugin.catalog import read_catalog
+
+    from .conftest import write_catalogue
+
+    tracks = read_catalog(write_catalogue(tmp_path / "cat", n_tracks=2, seconds=4.2))
+    a = load_file(str(retrain(tracks, tmp_path / "a", seed=3, steps=2, exclude={})[0]))
+    b = load_file(str(retrain(tracks, tmp_path / "b", seed=3, steps=2, exclude={})[0]))
+    c = load_file(str(retrain(tracks, tmp_path / "c", seed=3, steps=2, exclude={tracks[0].resolved: [(0.0, 4.2)]})[0]))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
