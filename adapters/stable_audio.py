@@ -300,4 +300,6 @@ def load(checkpoint: Path, *, model_config: Path | None = None, device: str = "c
 
 @hookimpl
 def tda_adapters() -> list[AdapterSpec]:
-    return [AdapterSpec(NAME, "stable-audio-tools diffusion_cond models (v / rectified flow)", load, REQUIREMENT)]
+    from .stable_audio_demo import RECIPE
+
+    return [AdapterSpec(NAME, "stable-audio-tools diffusion_cond models (v / rectified flow)", load, REQUIREMENT, RECIPE)]

@@ -10,12 +10,15 @@ Saved the way real checkpoints are: ``model_config.json`` + ``model.safetensors`
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 from safetensors.torch import save_file
 
@@ -23,8 +26,10 @@ from tda_plugin import audio as audio_io
 from tda_plugin.adapter import Conditioning
 from tda_plugin.atomic import atomic_path, write_json
 from tda_plugin.catalog import Track
+from tda_plugin.errors import TdaError
 from tda_plugin.progress import task
 from tda_plugin.randomness import make_draws
+from tda_plugin.registry import TrainingRecipe
 
 from .stable_audio import StableAudioAdapter, build_model
 
@@ -56,9 +61,15 @@ def demo_config(prompts: list[str], *, sample_rate: int = 8000, segment_samples:
 
 def train_demo_model(tracks: list[Track], out_dir: Path, *, minutes: float, seed: int = 0,
                      config: dict[str, Any] | None = None, batch: int = 8, draws: int = 2,
-                     lr: float = 1e-3, max_steps: int | None = None) -> tuple[Path, Path]:
+                     lr: float = 1e-3, max_steps: int | None = None,
+                     exclude: Mapping[Path, Sequence[tuple[float, float]]] | None = None) -> tuple[Path, Path]:
     """Train on random crops of the catalogue for ``minutes`` of wall clock (or ``max_steps``, whichever
-    comes first: a step budget makes the result independent of machine speed); returns (checkpoint, config)."""
+    comes first: a step budget makes the result independent of machine speed); returns (checkpoint, config).
+
+    ``exclude`` maps a track's resolved path to (start_s, end_s) ranges that no training crop may
+    overlap: the counterfactual evaluation retrains without chosen segments this way. Crops are drawn
+    exactly as without exclusions, and only those touching excluded audio are replaced, so the
+    retrained model differs from the reference by the removed data, not by a reshuffled data order."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     config = config or demo_config(sorted({t.caption or "" for t in tracks}))
@@ -76,16 +87,29 @@ def train_demo_model(tracks: list[Track], out_dir: Path, *, minutes: float, seed
         encoded.append((t, adapter.encode(torch.from_numpy(data[None, :, :usable]))[0].cpu(), data.shape[1] / sr))
     frames = adapter.encode(torch.zeros(1, ch, seg)).shape[-1]
     hop = seg // frames
+    allowed = [set(offsets) for offsets in _allowed_offsets(encoded, frames, hop / sr, exclude or {})]
+    pool = [(j, off) for j, offsets in enumerate(allowed) for off in sorted(offsets)]
+    if not pool:
+        raise TdaError(f"no track is {seg / sr:.2f} s long outside the excluded ranges: nothing to train on")
+    # crops are drawn as if nothing were excluded; one that touches excluded audio is swapped for a crop
+    # from a separate stream, so retraining without some segments changes only the batches that held them
+    spare = random.Random(seed + 1)
     params = [p for n, p in model.named_parameters() if not n.startswith("pretransform")]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     budget = minutes * 60.0
     start, step = time.monotonic(), 0
-    with adapter.training(), task(f"training demo model ({minutes:g} min)", int(budget)) as advance:
+    # progress in steps when a step budget is set, else in seconds of the wall-clock budget
+    by_steps = max_steps is not None and max_steps < budget / 0.01
+    label = f"training demo model ({max_steps} steps)" if by_steps else f"training demo model ({minutes:g} min)"
+    with adapter.training(), task(label, max_steps if by_steps else int(budget)) as advance:
         while (elapsed := time.monotonic() - start) < budget and (max_steps is None or step < max_steps):
             crops, conds = [], []
             for _ in range(batch):
-                t, lat, total = encoded[rng.randrange(len(encoded))]
-                off = rng.randrange(0, lat.shape[-1] - frames + 1)
+                j = rng.randrange(len(encoded))
+                off = rng.randrange(0, encoded[j][1].shape[-1] - frames + 1)
+                if off not in allowed[j]:
+                    j, off = pool[spare.randrange(len(pool))]
+                t, lat, total = encoded[j]
                 crops.append(lat[:, off:off + frames])
                 conds.append(Conditioning(t.caption, off * hop / sr, total))
             d = make_draws(seed * 1_000_003 + step, [f"train/{i}" for i in range(batch)], draws)
@@ -98,8 +122,24 @@ def train_demo_model(tracks: list[Track], out_dir: Path, *, minutes: float, seed
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             step += 1
-            advance(int(time.monotonic() - start) - int(elapsed))
+            advance(1 if by_steps else int(time.monotonic() - start) - int(elapsed))
     log.info("trained %d steps in %.0f s, last loss %.4f", step, time.monotonic() - start, loss.item())
+    return _save(model, config, out_dir, step)
+
+
+def _allowed_offsets(encoded: list[tuple[Track, torch.Tensor, float]], frames: int, frame_s: float,
+                     exclude: Mapping[Path, Sequence[tuple[float, float]]]) -> list[list[int]]:
+    """Per track, the crop offsets (in frames) whose span overlaps no excluded range."""
+    ranges = {Path(p).resolve(): list(r) for p, r in exclude.items()}
+    out = []
+    for t, lat, _ in encoded:
+        banned = ranges.get(Path(t.resolved).resolve(), [])
+        out.append([off for off in range(lat.shape[-1] - frames + 1)
+                    if not any(off * frame_s < end and start < (off + frames) * frame_s for start, end in banned)])
+    return out
+
+
+def _save(model: torch.nn.Module, config: dict[str, Any], out_dir: Path, step: int) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt, cfg = out_dir / "model.safetensors", out_dir / "model_config.json"
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
@@ -108,3 +148,24 @@ def train_demo_model(tracks: list[Track], out_dir: Path, *, minutes: float, seed
     write_json(cfg, config)
     return ckpt, cfg
 
+
+
+def retrain(tracks: list[Track], out_dir: Path, *, seed: int, steps: int,
+            exclude: Mapping[Path, Sequence[tuple[float, float]]]) -> tuple[Path, Path]:
+    """The demo recipe with a step budget only (no wall clock), so reruns give the same model."""
+    return train_demo_model(tracks, out_dir, minutes=float("inf"), seed=seed, max_steps=steps, exclude=exclude)
+
+
+def generate_clip(adapter: StableAudioAdapter, prompt: str | None, *, seconds_total: float, samples: int, seed: int,
+                  steps: int = 50) -> np.ndarray:
+    """One clip from ``generate_diffusion_cond`` (latents decoded by the adapter: the wavelet has no decode path there)."""
+    from stable_audio_tools.inference.generation import generate_diffusion_cond
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # seed print, tqdm
+        latents = generate_diffusion_cond(adapter.model, steps=steps, cfg_scale=3.0, batch_size=1, sample_size=samples,
+                                          seed=seed, device=str(adapter.device), return_latents=True,
+                                          conditioning=[{"prompt": prompt, "seconds_start": 0, "seconds_total": seconds_total}])
+    return adapter.decode(latents)[0].clamp(-1, 1).cpu().numpy()
+
+
+RECIPE = TrainingRecipe(train=retrain, generate=generate_clip)

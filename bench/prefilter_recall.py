@@ -3,8 +3,7 @@
     python bench/prefilter_recall.py --index demo-out/index --clips demo-out/clips --noisy-copies 8 --name demo
     python bench/prefilter_recall.py --index /tmp/real/index --clips /tmp/real/queries --name real
 
-Queries: every ``*.wav`` in ``--clips`` (prompt from ``<stem>.credits.json``'s query, else ``<stem>.txt``,
-else none) plus ``--noisy-copies`` training segments spread over the catalogue with 20 dB noise, each
+Queries: every audio file in ``--clips`` (prompt from its stored credits, else none) plus ``--noisy-copies`` training segments spread over the catalogue with 20 dB noise, each
 with its segment's own conditioning. Every embedder is measured on the same queries and the same
 exhaustive scores. Writes bench/results/prefilter_recall-<name>.{json,md}.
 """
@@ -16,42 +15,15 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from tda_plugin import Attributor
-from tda_plugin.evaluation import add_noise, segment_audio, spread_segments
-from tda_plugin.recall import FIRST_ORDER, FRACTIONS, Query, evaluate_prefilter
+from tda_plugin.evaluation import spread_segments
+from tda_plugin.experiments.prefilter import clip_queries, noisy_queries
+from tda_plugin.recall import FIRST_ORDER, FRACTIONS, evaluate_prefilter
 from tda_plugin.sketch import SKETCH_DIM
 
 EMBEDDERS = ("gradient_sketch", "activations", "latent_stats", "mfcc_chroma")
-
-
-def clip_queries(folder: Path) -> list[Query]:
-    import soundfile as sf
-
-    out = []
-    for wav in sorted(folder.glob("*.wav")):
-        data, sr = sf.read(wav, dtype="float32", always_2d=True)
-        prompt = None
-        credits, text = wav.with_suffix(".credits.json"), wav.with_suffix(".txt")
-        if credits.is_file():
-            prompt = json.loads(credits.read_text())["query"].get("prompt")
-        elif text.is_file():
-            prompt = text.read_text().strip() or None
-        out.append(Query(wav.name, data.T, sr, prompt))
-    return out
-
-
-def noisy_queries(att: Attributor, count: int) -> list[Query]:
-    rng = np.random.default_rng(0)
-    out = []
-    for sid in spread_segments(att, count):
-        seg = att.index.segments[sid]
-        audio = add_noise(segment_audio(att, sid), att.index.meta.sample_rate, rng)
-        out.append(Query(f"segment {sid} + noise 20 dB", audio, att.index.meta.sample_rate,
-                         att.index.tracks[seg.track_id].caption))
-    return out
 
 
 def markdown(doc: dict) -> str:
@@ -81,7 +53,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.monotonic()
     att = Attributor.from_index(args.index)
-    queries = (clip_queries(args.clips) if args.clips else []) + noisy_queries(att, args.noisy_copies)
+    queries = (clip_queries(args.clips) if args.clips else []) + noisy_queries(att, spread_segments(att, args.noisy_copies))
     n = len(att.index.segments)
     ks = [k for k in map(int, args.ks.split(",")) if k < n]
     table = evaluate_prefilter(att, queries, args.embedders.split(","), ks=ks,

@@ -20,11 +20,13 @@ from tda_plugin.settings import AttributeSettings, IndexSettings, UnlearnSetting
 
 from .credits import credits_app
 from .errors import EXIT_VETOED, err, guarded
+from .eval import eval_app
 
 app = typer.Typer(help="Training data attribution by unlearning for music generative models.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 index_app = typer.Typer(help="Build and inspect attribution indexes.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
+app.add_typer(eval_app, name="eval")
 app.add_typer(credits_app, name="credits")
 out = Console(highlight=False)
 

@@ -197,10 +197,14 @@ class Attributor:
         base = self.index.baseline_rows(ids) if precision == "fp32" else \
             self.losses_after(ids, names, [torch.zeros_like(d) for d in delta], batch_size, precision)
         tau = (after - base).mean(dim=1)
+        return tau, self.normalised(ids, tau, un)
+
+    def normalised(self, ids: list[int], tau: torch.Tensor, un: UnlearnSettings) -> torch.Tensor:
+        """Scores from loss changes τ: τ / s_i under the "self" normalisation, else τ itself."""
         if un.normalize != "self":
-            return tau, tau
+            return tau
         sens = self.index.baseline_rows(ids, f"sensitivity.{un.subset}")
-        return tau, tau / sens.clamp_min(float(sens.max()) * 1e-6 + 1e-30)  # a zero-gradient segment must not explode
+        return tau / sens.clamp_min(float(sens.max()) * 1e-6 + 1e-30)  # a zero-gradient segment must not explode
 
     def _auto_batch(self, ids: list[int], precision: Precision) -> int:
         s = self.index.segments[ids[0]]

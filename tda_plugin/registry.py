@@ -4,7 +4,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
+
+import numpy as np
 
 import torch
 
@@ -12,6 +14,7 @@ from .errors import TdaError, UnknownPluginError
 
 if TYPE_CHECKING:
     from .adapter import ModelAdapter
+    from .catalog import Track
     from .sinks.base import SinkSpec
 
 log = logging.getLogger(__name__)
@@ -19,6 +22,30 @@ log = logging.getLogger(__name__)
 
 class AdapterLoader(Protocol):
     def __call__(self, checkpoint: Path, *, model_config: Path | None, device: str) -> "ModelAdapter": ...
+
+
+class TrainFn(Protocol):
+    def __call__(self, tracks: list["Track"], out_dir: Path, *, seed: int, steps: int,
+                 exclude: Mapping[Path, Sequence[tuple[float, float]]]) -> tuple[Path, Path]: ...
+
+
+class GenerateFn(Protocol):
+    def __call__(self, adapter: "ModelAdapter", prompt: str | None, *, seconds_total: float, samples: int,
+                 seed: int) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """How a model family's small model is trained from scratch and sampled, for counterfactual evaluation.
+
+    ``train`` returns (checkpoint, config) loadable by the adapter; it must be deterministic given the seed
+    and step budget, never use audio inside an ``exclude``d (start_s, end_s) range of a track (keyed by its
+    resolved path), and leave the model's audio representation (encoder) untrained, so that retrained models
+    score the same encoded query. ``generate`` returns audio [channels, samples] for a prompt and seed.
+    """
+
+    train: TrainFn
+    generate: GenerateFn
 
 
 @dataclass(frozen=True)
@@ -30,6 +57,8 @@ class AdapterSpec:
     load: AdapterLoader
     #: pip requirement to print when the toolkit is missing
     requires: str = ""
+    #: small-scale training recipe (``tda eval counterfactual``); None if the family has none
+    recipe: TrainingRecipe | None = None
 
 
 class EmbedFn(Protocol):

@@ -41,8 +41,9 @@ def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractC
 @torch.no_grad()
 def losses(adapter: "ModelAdapter", encoded: torch.Tensor, conditioning: Sequence["Conditioning"],
            streams: Sequence[str], *, seed: int, draws: int, batch_size: int = 64,
-           advance: Advance | None = None, precision: Precision = "fp32") -> torch.Tensor:
-    """Loss of every segment under every draw: [N, D] float32 on CPU."""
+           advance: Advance | None = None, precision: Precision = "fp32",
+           masks: torch.Tensor | None = None) -> torch.Tensor:
+    """Loss of every segment under every draw: [N, D] float32 on CPU; ``masks`` [N, frames] keeps frames."""
     n = encoded.shape[0]
     step = segments_per_batch(batch_size, draws)
     parts = []
@@ -50,7 +51,8 @@ def losses(adapter: "ModelAdapter", encoded: torch.Tensor, conditioning: Sequenc
         for i in range(0, n, step):
             j = min(n, i + step)
             cond = adapter.condition(list(conditioning[i:j]))
-            parts.append(adapter.loss(encoded[i:j], cond, make_draws(seed, streams[i:j], draws)).float())
+            mask = None if masks is None else masks[i:j].to(adapter.device)
+            parts.append(adapter.loss(encoded[i:j], cond, make_draws(seed, streams[i:j], draws), mask).float())
             if advance:
                 advance(j - i)
     return torch.cat(parts).cpu() if parts else torch.empty((0, draws), dtype=torch.float32)

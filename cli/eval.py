@@ -1,0 +1,156 @@
+"""`tda eval ...`: the evaluation experiments (docs/evaluation.md). Each writes JSON, Markdown and PNGs to --out."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+from tda_plugin.settings import SUBSETS, AttributeSettings, IndexSettings, UnlearnSettings
+
+from .errors import err, guarded
+
+eval_app = typer.Typer(help="Evaluate attribution: self-influence, grid search, similarity, counterfactuals, prefilter.",
+                       no_args_is_help=True)
+out = Console(highlight=False)
+
+IndexArg = Annotated[Path, typer.Argument(help="index directory")]
+OutDir = Annotated[Path, typer.Option("--out", help="directory for the JSON, Markdown and PNG results")]
+Targets = Annotated[int, typer.Option(help="training segments unlearned (k-means over embeddings picks them)")]
+TopK = Annotated[int, typer.Option("-k", help="k of top-k similarity and precision@k")]
+BatchSize = Annotated[int, typer.Option(help="segment-draws per forward pass")]
+RelativeStep = Annotated[float, typer.Option(help="first step's size rms(Δ)/rms(θ)")]
+UnlearnDraws = Annotated[int, typer.Option(help="draws averaged for the query gradient")]
+
+
+def _open(index: Path, device: str) -> Any:
+    from tda_plugin.attributor import Attributor
+
+    return Attributor.from_index(index, device=device)
+
+
+def _finish(out_dir: Path, name: str, doc: dict[str, Any], md: str, plots: dict[str, Any]) -> None:
+    from tda_plugin.experiments.outputs import write_outputs
+
+    paths = write_outputs(out_dir, name, doc, md, plots)
+    typer.echo(md)
+    err.print(f"wrote {', '.join(str(p) for p in paths)}")
+
+
+@eval_app.command("self-influence")
+@guarded
+def self_influence(
+    index: IndexArg,
+    out_dir: OutDir = Path("eval-out"),
+    targets: Targets = 16,
+    subset: Annotated[Optional[list[str]], typer.Option(help=f"parameter subset(s) to compare ({', '.join(SUBSETS)}); default: all")] = None,
+    k: TopK = 10,
+    relative_step: RelativeStep = UnlearnSettings.relative_step,
+    unlearn_draws: UnlearnDraws = UnlearnSettings.unlearn_draws,
+    batch_size: BatchSize = 64,
+    device: Annotated[str, typer.Option()] = "cpu",
+) -> None:
+    """Unlearn training segments themselves: does each rank itself first (the paper's R)?"""
+    from tda_plugin.experiments.self_influence import Setting, render, self_influence_doc
+
+    base = UnlearnSettings(relative_step=relative_step, unlearn_draws=unlearn_draws)
+    grid = [Setting({"subset": s}, replace(base, subset=s)) for s in (subset or list(SUBSETS))]
+    doc = self_influence_doc(_open(index, device), grid, targets, k, batch_size)
+    _finish(out_dir, "self-influence", doc, *render(doc))
+
+
+@eval_app.command("grid")
+@guarded
+def grid(
+    index: IndexArg,
+    grid_file: Annotated[Path, typer.Option("--grid", help="TOML file: a list of values per axis (docs/evaluation.md)")],
+    out_dir: OutDir = Path("eval-out"),
+    targets: Targets = 8,
+    k: TopK = 10,
+    batch_size: BatchSize = 64,
+    device: Annotated[str, typer.Option()] = "cpu",
+) -> None:
+    """The paper's hyperparameter grid: self-influence per point and the consistency between points."""
+    from tda_plugin.experiments.grid import grid_doc, points, read_grid, render_grid
+
+    doc = grid_doc(_open(index, device), points(read_grid(grid_file)), targets, k, batch_size)
+    _finish(out_dir, "grid", doc, *render_grid(doc))
+
+
+@eval_app.command("compare")
+@guarded
+def compare(
+    index: IndexArg,
+    queries: Annotated[Path, typer.Option(help="folder of generated clips (prompts from <clip>.credits.json)")],
+    out_dir: OutDir = Path("eval-out"),
+    relative_step: RelativeStep = UnlearnSettings.relative_step,
+    unlearn_draws: UnlearnDraws = UnlearnSettings.unlearn_draws,
+    batch_size: BatchSize = 64,
+    device: Annotated[str, typer.Option()] = "cpu",
+) -> None:
+    """Unlearning scores against similarity scores of every embedder, for generated clips."""
+    from tda_plugin.experiments.compare import compare_doc, find_queries, render_compare
+
+    settings = AttributeSettings(UnlearnSettings(relative_step=relative_step, unlearn_draws=unlearn_draws),
+                                 candidates="all", batch_size=batch_size)
+    doc = compare_doc(_open(index, device), find_queries(queries), settings)
+    _finish(out_dir, "compare", doc, *render_compare(doc))
+
+
+@eval_app.command("prefilter")
+@guarded
+def prefilter(
+    index: IndexArg,
+    out_dir: OutDir = Path("eval-out"),
+    queries: Annotated[Optional[Path], typer.Option(help="folder of generated clips (prompts from their stored credits)")] = None,
+    noisy_copies: Annotated[int, typer.Option(help="covering training segments + 20 dB noise as further queries")] = 16,
+    fractions: Annotated[str, typer.Option(help="M as comma-separated fractions of N")] = "0.01,0.02,0.05,0.1,0.2",
+    sketch_dims: Annotated[str, typer.Option(help="gradient-sketch sizes to compare")] = "4096",
+    batch_size: BatchSize = 64,
+    device: Annotated[str, typer.Option()] = "cpu",
+) -> None:
+    """Recall of the exhaustive top-k inside each embedder's prefiltered top-M (choose --candidates from it)."""
+    from tda_plugin.experiments.prefilter import prefilter_doc, render_prefilter
+
+    try:
+        fracs = [float(f) for f in fractions.split(",")]
+        dims = [int(d) for d in sketch_dims.split(",")]
+    except ValueError:
+        raise typer.BadParameter("comma-separated numbers, e.g. 0.01,0.05") from None
+    if queries is None and noisy_copies < 1:
+        raise typer.BadParameter("give --queries, --noisy-copies, or both")
+    doc = prefilter_doc(_open(index, device), queries, noisy_copies, fracs,
+                        AttributeSettings(candidates="all", batch_size=batch_size), dims)
+    _finish(out_dir, "prefilter", doc, *render_prefilter(doc))
+
+
+@eval_app.command("counterfactual")
+@guarded
+def counterfactual(
+    corpus: Annotated[Path, typer.Argument(help="catalogue directory with tracks.csv (e.g. demo-out/catalogue)")],
+    out_dir: OutDir = Path("eval-out/counterfactual"),
+    adapter: Annotated[str, typer.Option(help="model family whose training recipe is used (see `tda plugins`)")] = "stable-audio",
+    queries: Annotated[int, typer.Option(help="query clips generated by the reference model")] = 2,
+    k: Annotated[str, typer.Option("--k", help="comma-separated numbers of segments removed")] = "2,8",
+    steps: Annotated[int, typer.Option(help="training steps of every model (reference and retrained)")] = 400,
+    seed: Annotated[int, typer.Option(help="seed of initialisation, training and generation")] = 0,
+    draws: Annotated[int, typer.Option(help="loss draws per segment of the reference's index")] = IndexSettings.draws,
+    estimate_only: Annotated[bool, typer.Option(help="print the time estimate and stop")] = False,
+) -> None:
+    """Retrain without the top-K attributed segments (and K random / most similar ones): does the query suffer?"""
+    from tda_plugin.experiments.counterfactual import Counterfactual, Plan, announce, estimate_seconds, render
+    from tda_plugin.experiments.embeddings import similarity_embedders
+
+    try:
+        ks = tuple(int(v) for v in k.split(","))
+    except ValueError:
+        raise typer.BadParameter("comma-separated integers, e.g. 2,8") from None
+    plan = Plan(corpus, out_dir, adapter, queries, ks, steps, seed, draws)
+    retrains = queries * len(ks) * len(plan.methods(similarity_embedders()))
+    announce(estimate_seconds(plan, retrains), retrains)
+    if estimate_only:
+        return
+    doc = Counterfactual(plan).run()
+    _finish(out_dir, "counterfactual", doc, *render(doc))
