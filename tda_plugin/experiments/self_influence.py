@@ -124,7 +124,12 @@ def render(doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
     def ranks(ax: Any) -> None:
         ax.bar(range(len(rows)), [r["figures"]["R"] for r in rows])
-        ax.set_xticks(range(len(rows)), [label(r["setting"]) for r in rows], rotation=30, ha="right", fontsize=7)
+        names = [label(r["setting"]) for r in rows]
+        if max(map(len, names)) > 24:  # long grid labels: point numbers, as in the Markdown table
+            ax.set_xticks(range(len(rows)), [str(j + 1) for j in range(len(rows))])
+            ax.set_xlabel("point")
+        else:
+            ax.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=7)
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
         ax.set_ylabel("mean rank of the target (R; 1 is perfect)")
 
