@@ -70,19 +70,22 @@ def recipe_of(spec: AdapterSpec) -> TrainingRecipe:
 
 
 def estimate_seconds(plan: Plan, retrains: int) -> float:
-    """Time two short trainings (PROBE_STEPS and 3×PROBE_STEPS): their difference is the cost per step, the
-    rest the fixed cost of a run (building the model, reading the catalogue); scale to the whole run."""
+    """Time two short trainings (PROBE_STEPS and 4×PROBE_STEPS): their difference is the cost per step, the
+    rest the fixed cost of a run (building the model, reading the catalogue); scale to the whole run.
+    When timing noise hides the difference, every probe second counts as steps (an upper bound)."""
     import tempfile
 
     recipe = recipe_of(get_adapter_spec(plan.adapter))
     tracks = read_catalog(plan.corpus)
     took = []
     with tempfile.TemporaryDirectory() as tmp:
-        for steps in (PROBE_STEPS, 3 * PROBE_STEPS):
+        for steps in (PROBE_STEPS, 4 * PROBE_STEPS):
             t0 = time.monotonic()
             recipe.train(tracks, Path(tmp), seed=plan.seed, steps=steps, exclude={})
             took.append(time.monotonic() - t0)
-    per_step = max(0.0, took[1] - took[0]) / (2 * PROBE_STEPS)
+    per_step = (took[1] - took[0]) / (3 * PROBE_STEPS)
+    if per_step <= 0.02 * took[0] / PROBE_STEPS:  # lost in noise: bound it by the longer probe
+        per_step = took[1] / (4 * PROBE_STEPS)
     fixed = max(0.0, took[0] - PROBE_STEPS * per_step)
     return (fixed + plan.steps * per_step) * (retrains + 1)
 
