@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -108,14 +109,31 @@ class Ledger:
     def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path) if path is not None else default_ledger_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                self._db = self._open()
+                return
+            except sqlite3.OperationalError as exc:
+                # two processes creating the same new file: switching it to WAL is not covered by the busy
+                # timeout, so the loser retries (the schema is idempotent)
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise TdaError(f"{self.path}: cannot open the credits ledger ({exc})") from None
+                time.sleep(0.05)
+            except sqlite3.DatabaseError as exc:
+                raise TdaError(f"{self.path}: cannot open the credits ledger ({exc})") from None
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
-            self._db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:  # new file: create once
-                self._db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
-        except sqlite3.DatabaseError as exc:
-            raise TdaError(f"{self.path}: cannot open the credits ledger ({exc})") from None
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:  # new file: create once
+                db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
 
     def close(self) -> None:
         self._db.close()
