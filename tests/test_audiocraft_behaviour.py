@@ -14,17 +14,16 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("audiocraft")
-
-from tda_plugin import Attributor, AttributeSettings  # noqa: E402
-from tda_plugin.adapters.audiocraft import load  # noqa: E402
-from tda_plugin.adapters.audiocraft_demo import train_demo_model  # noqa: E402
-from tda_plugin.adapters.audiocraft_generation import gen_model, generate  # noqa: E402
-from tda_plugin.catalog import read_catalog  # noqa: E402
-from tda_plugin.demo.synth import synthesise_catalogue  # noqa: E402
-from tda_plugin.evaluation import add_noise, segment_checks, spread_segments  # noqa: E402
-from tda_plugin.index.builder import build_index  # noqa: E402
-from tda_plugin.settings import IndexSettings  # noqa: E402
+import audiocraft  # noqa: F401  (a hard dependency of the test environment: a broken install must fail)
+from tda_plugin import Attributor, AttributeSettings
+from tda_plugin.adapters.audiocraft import load
+from tda_plugin.adapters.audiocraft_demo import train_demo_model
+from tda_plugin.adapters.audiocraft_generation import gen_model, generate
+from tda_plugin.catalog import read_catalog
+from tda_plugin.demo.synth import synthesise_catalogue
+from tda_plugin.evaluation import add_noise, segment_checks, spread_segments
+from tda_plugin.index.builder import build_index
+from tda_plugin.settings import IndexSettings
 
 CODEC_STEPS, LM_STEPS = 100, 600
 SETTINGS = AttributeSettings(candidates="all")
