@@ -187,6 +187,8 @@ class AudiocraftLMAdapter:
     """A loaded MusicGen or MAGNeT LM with its EnCodec, seen through :class:`tda_plugin.adapter.ModelAdapter`."""
 
     name = NAME
+    #: the LM has a null branch (classifier-free guidance): ``Conditioning.unconditional`` selects it
+    supports_unconditional = True
 
     def __init__(self, lm: torch.nn.Module, compression: torch.nn.Module, cfg: Any, fingerprint: str,
                  device: str = "cpu") -> None:
@@ -248,7 +250,9 @@ class AudiocraftLMAdapter:
 
     def attributes(self, conditioning: list[Conditioning]) -> list[Any]:
         """audiocraft ConditioningAttributes: the prompt for every text conditioner; a melody (chroma)
-        conditioner gets the null melody, as ``MusicGen.generate`` gives it without one."""
+        conditioner gets the null melody, as ``MusicGen.generate`` gives it without one. An example marked
+        ``unconditional`` gets the LM's null branch: every attribute dropped by audiocraft's own
+        ``dropout_condition``, as classifier-free guidance drops them in training and generation."""
         cond = self._ac.conditioners
         provider = self.lm.condition_provider
         out = []
@@ -257,6 +261,10 @@ class AudiocraftLMAdapter:
             for k in provider.wav_conditions:
                 attr.wav[k] = cond.WavCondition(torch.zeros((1, 1, 1), device=self.device), torch.tensor([0], device=self.device),
                                                 sample_rate=[self.sample_rate], path=[None])
+            if c.unconditional:
+                for kind in ("wav", "text"):
+                    for name in list(getattr(attr, kind)):
+                        cond.dropout_condition(attr, kind, name)
             out.append(attr)
         return out
 
