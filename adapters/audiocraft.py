@@ -19,7 +19,7 @@ import re
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -29,7 +29,7 @@ from tda_plugin.hookspecs import hookimpl
 from tda_plugin.randomness import Draws
 from tda_plugin.registry import AdapterSpec
 
-from .audiocraft_losses import ConditionTensors, magnet_loss, musicgen_loss
+from .audiocraft_losses import ConditionTensors, condition_groups, magnet_loss, musicgen_loss
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +187,8 @@ class AudiocraftLMAdapter:
     """A loaded MusicGen or MAGNeT LM with its EnCodec, seen through :class:`tda_plugin.adapter.ModelAdapter`."""
 
     name = NAME
+    #: the LM has a null branch (classifier-free guidance): ``Conditioning.unconditional`` selects it
+    supports_unconditional = True
 
     def __init__(self, lm: torch.nn.Module, compression: torch.nn.Module, cfg: Any, fingerprint: str,
                  device: str = "cpu") -> None:
@@ -248,7 +250,9 @@ class AudiocraftLMAdapter:
 
     def attributes(self, conditioning: list[Conditioning]) -> list[Any]:
         """audiocraft ConditioningAttributes: the prompt for every text conditioner; a melody (chroma)
-        conditioner gets the null melody, as ``MusicGen.generate`` gives it without one."""
+        conditioner gets the null melody, as ``MusicGen.generate`` gives it without one. An example marked
+        ``unconditional`` gets the LM's null branch: every attribute dropped by audiocraft's own
+        ``dropout_condition``, as classifier-free guidance drops them in training and generation."""
         cond = self._ac.conditioners
         provider = self.lm.condition_provider
         out = []
@@ -257,38 +261,61 @@ class AudiocraftLMAdapter:
             for k in provider.wav_conditions:
                 attr.wav[k] = cond.WavCondition(torch.zeros((1, 1, 1), device=self.device), torch.tensor([0], device=self.device),
                                                 sample_rate=[self.sample_rate], path=[None])
+            if c.unconditional:
+                for kind in ("wav", "text"):
+                    for name in list(getattr(attr, kind)):
+                        cond.dropout_condition(attr, kind, name)
             out.append(attr)
         return out
 
-    def condition_tensors(self, attributes: list[Any]) -> ConditionTensors:
+    def condition_tensors(self, attributes: list[Any]) -> list[ConditionTensors]:
+        """Each sample's condition tensors, computed alone (a batch of one).
+
+        The loss of one segment is defined as its loss alone in a batch (docs/method.md, section 3):
+        audiocraft's T5 and whitespace tokenizers pad a batch to its longest prompt and the LM attends
+        to the padding, so conditioning a batch at once would tie a segment's loss to its batch mates.
+        """
         provider = self.lm.condition_provider
         with quiet():
-            return provider(provider.tokenize(attributes))
+            return [provider(provider.tokenize([a])) for a in attributes]
 
-    def condition(self, conditioning: list[Conditioning]) -> ConditionTensors:
+    def condition(self, conditioning: list[Conditioning]) -> list[ConditionTensors]:
         """Precomputed condition tensors: passing them keeps the LM from applying condition dropout."""
         with torch.no_grad():
             return self.condition_tensors(self.attributes(conditioning))
 
-    def loss(self, encoded: torch.Tensor, cond: ConditionTensors, draws: Draws, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """MusicGen: the deterministic CE, the same for every draw; MAGNeT: the masked CE per draw."""
+    def loss(self, encoded: torch.Tensor, cond: list[ConditionTensors], draws: Draws,
+             mask: torch.Tensor | None = None) -> torch.Tensor:
+        """MusicGen: the deterministic CE, the same for every draw; MAGNeT: the masked CE per draw.
+        Samples are batched only with samples whose conditioning has the same shape (no padding)."""
         codes = encoded.to(self.device).long()
-        if self.family == "magnet":
-            return magnet_loss(self.lm, codes, cond, draws, self.span_len, mask)
-        return musicgen_loss(self.lm, codes, cond, mask)[:, None].expand(-1, draws.count)
+
+        def group_loss(idx: list[int], c: ConditionTensors) -> torch.Tensor:
+            keep = None if mask is None else mask[idx]
+            if self.family == "magnet":
+                sub = Draws(draws.seed, tuple(draws.streams[i] for i in idx), draws.quantiles)
+                return magnet_loss(self.lm, codes[idx], c, sub, self.span_len, keep)
+            return musicgen_loss(self.lm, codes[idx], c, keep)[:, None].expand(-1, draws.count)
+
+        return by_group(cond, group_loss)
 
     @torch.no_grad()
-    def features(self, encoded: torch.Tensor, cond: ConditionTensors, draws: Draws) -> torch.Tensor:
+    def features(self, encoded: torch.Tensor, cond: list[ConditionTensors], draws: Draws) -> torch.Tensor:
         """Mean and std over steps of the transformer's output on the clean codes. One forward, no draws:
         MusicGen's loss has none, and for MAGNeT an unmasked pass describes the segment better than masked ones."""
-        captured: list[torch.Tensor] = []
-        handle = self.lm.transformer.register_forward_hook(lambda _m, _i, out: captured.append(out))
-        try:
-            self.lm.compute_predictions(encoded.to(self.device).long(), [], cond)
-        finally:
-            handle.remove()
-        h = captured[-1].float()
-        return torch.cat([h.mean(dim=1), h.std(dim=1)], dim=-1)
+        codes = encoded.to(self.device).long()
+
+        def group_features(idx: list[int], c: ConditionTensors) -> torch.Tensor:
+            captured: list[torch.Tensor] = []
+            handle = self.lm.transformer.register_forward_hook(lambda _m, _i, out: captured.append(out))
+            try:
+                self.lm.compute_predictions(codes[idx], [], c)
+            finally:
+                handle.remove()
+            h = captured[-1].float()
+            return torch.cat([h.mean(dim=1), h.std(dim=1)], dim=-1)
+
+        return by_group(cond, group_features)
 
     def parameter_groups(self) -> dict[str, list[str]]:
         names = [n for n, _ in self.lm.named_parameters() if n.startswith("transformer.layers.")]
@@ -307,6 +334,16 @@ class AudiocraftLMAdapter:
             yield
         finally:
             self.lm.eval().requires_grad_(False)
+
+
+def by_group(cond: list[ConditionTensors], fn: Callable[[list[int], ConditionTensors], torch.Tensor]) -> torch.Tensor:
+    """``fn`` on each group of samples with same-shaped conditioning, the rows put back in sample order."""
+    parts, order = [], []
+    for idx, batched in condition_groups(cond):
+        parts.append(fn(idx, batched))
+        order += idx
+    out = torch.cat(parts)
+    return out if order == sorted(order) else out[torch.tensor(order).argsort().to(out.device)]
 
 
 def load(checkpoint: Path, *, model_config: Path | None = None, device: str = "cpu") -> Any:

@@ -29,6 +29,22 @@ from tda_plugin.randomness import Draws
 ConditionTensors = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
+def condition_groups(conds: list[ConditionTensors]) -> list[tuple[list[int], ConditionTensors]]:
+    """Samples whose condition tensors (each computed alone) have the same shapes, batched together.
+
+    audiocraft's text tokenizers (T5, whitespace) pad a batch to its longest prompt and the LM's
+    cross-attention attends to every position, padding included, so a sample conditioned inside a
+    batch sees its batch mates' prompt lengths. Within a group no sample needs padding: each row
+    is computed exactly as that sample alone (a batch of one), up to the float rounding of batched kernels.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for i, cond in enumerate(conds):
+        key = tuple((name, tuple(x.shape), tuple(m.shape)) for name, (x, m) in sorted(cond.items()))
+        groups.setdefault(key, []).append(i)
+    return [(idx, {name: (torch.cat([conds[i][name][0] for i in idx]), torch.cat([conds[i][name][1] for i in idx]))
+                   for name in conds[idx[0]]}) for idx in groups.values()]
+
+
 def repeat_conditions(cond: ConditionTensors, d: int) -> ConditionTensors:
     """Each sample's condition tensors repeated for its ``d`` draws (sample-major, like the codes)."""
     return {k: (x.repeat_interleave(d, dim=0), m.repeat_interleave(d, dim=0)) for k, (x, m) in cond.items()}

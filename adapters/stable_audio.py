@@ -174,7 +174,13 @@ class StableAudioAdapter:
 
     @torch.no_grad()
     def encode(self, audio: torch.Tensor) -> torch.Tensor:
-        """Pretransform latents; a VAE bottleneck contributes its mean, so encoding is deterministic."""
+        """Pretransform latents; a VAE bottleneck contributes its mean, so encoding is deterministic.
+
+        For a VAE the autoencoder's own ``encode`` runs up to the bottleneck (its inner pretransform, if it
+        has one, then its encoder), and the posterior mean is divided by the pretransform's ``scale``, as
+        ``AutoencoderPretransform.encode`` divides its sample. A segment is encoded whole: the pretransform's
+        ``chunked`` option, a memory tactic for long audio, does not apply.
+        """
         audio = audio.to(self.device, torch.float32)
         pre = self.model.pretransform
         if pre is None:
@@ -182,9 +188,10 @@ class StableAudioAdapter:
         ae = getattr(pre, "model", None)
         bottleneck = getattr(ae, "bottleneck", None)
         if bottleneck is not None and type(bottleneck).__name__ == "VAEBottleneck":
-            latents = ae.encoder(audio)
-            mean, _ = latents.chunk(2, dim=1)
-            return (mean / pre.scale).float()
+            dtype = next(ae.parameters()).dtype  # fp16 under the pretransform's model_half
+            moments = ae.encode(audio.to(dtype), skip_bottleneck=True, iterate_batch=getattr(pre, "iterate_batch", False))
+            mean, _ = moments.float().chunk(2, dim=1)
+            return mean / pre.scale
         return pre.encode(audio).float()
 
     @torch.no_grad()
@@ -219,12 +226,17 @@ class StableAudioAdapter:
             t = u
         t = t.float()
         if self.model.dist_shift is not None:
-            # the training wrapper shifts by reals.shape[2]: latent frames when training on pre-encoded
-            # latents, audio samples otherwise
-            pre_encoded = self.config.get("training", {}).get("pre_encoded", False)
-            length = frames if pre_encoded or self.model.pretransform is None else frames * self.downsampling
-            t = self.model.dist_shift.time_shift(t, length)
+            t = self.model.dist_shift.time_shift(t, self.shift_length(frames))
         return t
+
+    def shift_length(self, frames: int) -> int:
+        """The length the distribution shift is given: ``DiffusionCondTrainingWrapper`` passes ``reals.shape[2]``,
+        the latent length when it trains on pre-encoded latents (``training.pre_encoded``) and the *audio*
+        length when it encodes audio itself. (The toolkit's samplers pass the latent length.)"""
+        pre = self.model.pretransform
+        if pre is None or self.config.get("training", {}).get("pre_encoded", False):
+            return frames
+        return frames * int(pre.downsampling_ratio)
 
     @staticmethod
     def _repeat_cond(cond: dict[str, Any], d: int) -> dict[str, Any]:

@@ -1,9 +1,14 @@
 """Behavioural rates on the demo's trained model: self-rank, planted copies, prompt swap, generated clips.
 
     python bench/behaviour.py --demo-dir demo-out [--queries 24] [--clips-per-style 2] [--name behaviour]
+                              [--subset blocks] [--null-branch] [--only-swap]
 
 Needs a finished `tda demo --out DIR [--adapter audiocraft]` (model/, catalogue/, index/); the adapter
 is the index's. Writes bench/results/NAME.json and NAME.md (the rates, with the settings and the wall time).
+``--null-branch`` scores every segment and query on the model's null (classifier-free guidance) branch
+instead of its prompt, from DIR/index-null (built on first use): every Conditioning is marked
+``unconditional`` until the core's conditioning mode offers it. ``--only-swap`` runs the self and
+prompt-swap checks only.
 """
 from __future__ import annotations
 
@@ -55,6 +60,27 @@ def stable_audio_generated_check(att: Attributor, styles: dict[str, str], settin
     return generated_checks(att, styles, generate, settings, clips_per_style, seconds_total=total)
 
 
+def null_branch(demo_dir: Path) -> Attributor:
+    """The demo's model with every Conditioning on the null branch, over DIR/index-null (built if missing)."""
+    import functools
+
+    import tda_plugin.attributor as attributor_module
+    from tda_plugin.adapter import Conditioning
+    from tda_plugin.index import builder
+    from tda_plugin.settings import IndexSettings
+
+    null = functools.partial(Conditioning, unconditional=True)
+    builder.Conditioning = attributor_module.Conditioning = null  # type: ignore[misc]
+    prompted = Attributor.from_index(demo_dir / "index")
+    if not getattr(prompted.adapter, "supports_unconditional", False):
+        raise SystemExit(f"the {prompted.adapter.name} adapter has no null branch")
+    meta = prompted.index.meta
+    builder.build_index(Path(meta.corpus), demo_dir / "index-null", prompted.adapter, checkpoint=Path(meta.checkpoint),
+                        model_config=Path(meta.model_config) if meta.model_config else None,
+                        settings=IndexSettings(**meta.settings))
+    return Attributor.from_index(demo_dir / "index-null", adapter=prompted.adapter)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--demo-dir", type=Path, default=Path("demo-out"))
@@ -64,23 +90,28 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     ap.add_argument("--name", default="behaviour", help="results file name (e.g. behaviour-audiocraft)")
     ap.add_argument("--subset", default=UnlearnSettings.subset, help="parameter subset unlearning moves")
+    ap.add_argument("--null-branch", action="store_true", help="score on the model's null branch, not the prompt")
+    ap.add_argument("--only-swap", action="store_true", help="self and prompt-swap checks only")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     t0 = time.monotonic()
-    att = Attributor.from_index(args.demo_dir / "index")
+    att = null_branch(args.demo_dir) if args.null_branch else Attributor.from_index(args.demo_dir / "index")
     settings = AttributeSettings(UnlearnSettings(subset=args.subset), candidates="all")
     ids = spread_segments(att, args.queries)
-    outcomes = segment_checks(att, ids, settings, {"self: segment ranks itself first": None,
-                                                   "noise 20 dB SNR: source track credited first": add_noise,
-                                                   "pitch +1 semitone: source track credited first": pitch_shift})
+    transforms = {"self: segment ranks itself first": None}
+    if not args.only_swap:
+        transforms.update({"noise 20 dB SNR: source track credited first": add_noise,
+                           "pitch +1 semitone: source track credited first": pitch_shift})
+    outcomes = segment_checks(att, ids, settings, transforms)
     outcomes.extend(prompt_swap_check(att, ids, settings))
     styles = {t.caption: t.artist for t in att.index.tracks.values() if t.caption}
-    if att.adapter.name == "audiocraft":
+    if not args.only_swap and att.adapter.name == "audiocraft":
         outcomes.append(audiocraft_generated_check(att, styles, settings, args.clips_per_style))
-    else:
+    elif not args.only_swap:
         outcomes.append(stable_audio_generated_check(att, styles, settings, args.clips_per_style, args.steps))
     wall = time.monotonic() - t0
-    doc = {"demo_dir": str(args.demo_dir), "adapter": att.adapter.name, "segments": len(att.index.segments), "queries": len(ids),
+    doc = {"demo_dir": str(args.demo_dir), "adapter": att.adapter.name, "null_branch": args.null_branch,
+           "segments": len(att.index.segments), "queries": len(ids),
            "method": settings.unlearn.to_dict() | {"draws": att.index.meta.settings["draws"], "candidates": "all"},
            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "wall_s": round(wall, 1),
            "checks": [o.to_dict() for o in outcomes]}

@@ -31,6 +31,9 @@ class Conditioning:
     prompt: str | None
     start_s: float = 0.0
     total_s: float = 0.0
+    #: condition on the model's null branch (classifier-free guidance's) instead of the prompt, where the
+    #: adapter sets ``supports_unconditional``
+    unconditional: bool = False
 
 
 @runtime_checkable

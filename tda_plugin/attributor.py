@@ -172,6 +172,26 @@ class Attributor:
         q = self.query_vector(query)
         return sorted(int(i) for i in vectors.search(self.index.vectors(), q[0], m))
 
+    def prefilter_basis(self, un: UnlearnSettings, scored: int) -> dict[str, Any] | None:
+        """What ranked the candidates when a prefilter chose them (None: every segment was scored).
+
+        A gradient sketch stores P u_i normalised, u_i preconditioned over the ``blocks`` subset with the
+        index's damping, so its search ranks by the first-order τ_i / s_i(blocks) whatever subset the step
+        moved (u_iᵀw = g_iᵀΔ holds for any Δ). The exact score divides by s_i of the scored subset, or by
+        nothing under ``normalize="none"``; then the candidates approximate another ranking, which is said.
+        """
+        if scored >= len(self.index.segments):
+            return None
+        embedder = self.index.meta.settings["embedder"]
+        if not uses_gradients(get_embedder_spec(embedder)):
+            return {"embedder": embedder, "ranks_by": f"{embedder} similarity", "matches_score": False}
+        matches = un.subset == "blocks" and un.normalize == "self"
+        if not matches:
+            log.warning("the gradient-sketch prefilter ranks by τ/s over 'blocks'; the scores use %s: candidates "
+                        "approximate the scored ranking (use --candidates all for the exact top)",
+                        f"τ/s over {un.subset!r}" if un.normalize == "self" else "raw τ")
+        return {"embedder": embedder, "ranks_by": "first-order τ/s over blocks (index damping)", "matches_score": matches}
+
     def forget(self, query: EncodedQuery, un: UnlearnSettings) -> tuple[list[str], list[torch.Tensor], float, float]:
         """The unlearning step for ``query``: (parameter names, Δ, α, rms(Δ)/rms(θ)); also kept as ``query.step``."""
         meta = self.index.meta
@@ -203,8 +223,10 @@ class Attributor:
         """Scores from loss changes τ: τ / s_i under the "self" normalisation, else τ itself."""
         if un.normalize != "self":
             return tau
-        sens = self.index.baseline_rows(ids, f"sensitivity.{un.subset}")
-        return tau / sens.clamp_min(float(sens.max()) * 1e-6 + 1e-30)  # a zero-gradient segment must not explode
+        key = f"sensitivity.{un.subset}"
+        # a zero-gradient segment must not explode; the floor is the index's, so no score depends on the candidates
+        floor = float(self.index.baseline[key].max()) * 1e-6 + 1e-30
+        return tau / self.index.baseline_rows(ids, key).clamp_min(floor)
 
     def _auto_batch(self, ids: list[int], precision: Precision) -> int:
         s = self.index.segments[ids[0]]
@@ -272,7 +294,8 @@ class Attributor:
             method={**un.to_dict(), "alpha": alpha, "alpha_from": "given" if un.alpha else "relative_step",
                     "damping": damping, "sensitivity_damping": index_damping, "draws": draws, "seed": seed, "candidates": settings.candidates,
                     "scored": len(ids), "embedder": meta.settings["embedder"], "training_segments": len(self.index.segments),
-                    "segment_seconds": meta.segment_seconds, "relative_step": relative_step},
+                    "segment_seconds": meta.segment_seconds, "relative_step": relative_step,
+                    "prefilter": self.prefilter_basis(un, len(ids))},
             segments=segs, credits=credits, artists=artists, scores=scores)
         result.vetoes = after_attribution(result.to_dict())
         return result

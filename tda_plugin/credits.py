@@ -1,7 +1,10 @@
-"""From segment scores to credits: tracks and artists with shares (DESIGN.md, step 8).
+"""From segment scores to credits: tracks and artists with shares (DESIGN.md, step 8; docs/method.md, section 10).
 
-Track score = sum of its segments' scores among the top segments; shares are normalised over the
-positive mass of those top segments, so a share says how much of the attributed influence went where.
+One definition serves order, score and share: a track's credit is the *positive* mass of its segments
+among the top segments, T_k = Σ max(score_i, 0). A segment whose score is not positive was not made
+worse by forgetting the query, so it earns nothing (and takes nothing away from its track's other
+segments). Credits are ordered by T_k, shares are T_k / Σ T, so the order of credits is the order of
+their shares, and a track with nothing positive is not credited at all.
 """
 from __future__ import annotations
 
@@ -21,20 +24,16 @@ def build_credits(ranked: Sequence[tuple[int, float]], segments: dict[int, Segme
         seg_out.append({"rank": rank, "segment_id": sid, "track_id": t.track_id, "path": t.path, "title": t.title,
                         "artist": t.artist, "start_s": round(s.start_s, 6), "end_s": round(s.end_s, 6),
                         "score": float(score)})
-    per_track: dict[int, float] = defaultdict(float)
     positive: dict[int, float] = defaultdict(float)
     for sid, score in top_segments:
-        tid = segments[sid].track_id
-        per_track[tid] += score
-        positive[tid] += max(score, 0.0)
+        if score > 0:
+            positive[segments[sid].track_id] += float(score)
     mass = sum(positive.values())
-    order = sorted(per_track, key=lambda tid: (-per_track[tid], tid))
     credits = []
-    for rank, tid in enumerate(order, 1):
+    for rank, tid in enumerate(sorted(positive, key=lambda tid: (-positive[tid], tid)), 1):
         t = tracks[tid]
         credits.append({"rank": rank, "track_id": tid, "path": t.path, "title": t.title, "artist": t.artist,
-                        "license": t.license, "score": float(per_track[tid]),
-                        "share": positive[tid] / mass if mass > 0 else 0.0})
+                        "license": t.license, "score": positive[tid], "share": positive[tid] / mass})
     by_artist: dict[str, float] = defaultdict(float)
     for c in credits:
         by_artist[c["artist"]] += c["share"]

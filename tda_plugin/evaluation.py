@@ -93,7 +93,7 @@ def segment_checks(att: Attributor, ids: list[int], settings: AttributeSettings,
                 out.ranks.append(ranked.index(sid) + 1)
                 out.hits += ranked[0] == sid
             else:
-                out.hits += result.credits[0]["track_id"] == seg.track_id
+                out.hits += bool(result.credits) and result.credits[0]["track_id"] == seg.track_id
     return list(outcomes.values())
 
 

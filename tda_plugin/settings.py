@@ -8,6 +8,8 @@ from typing import Any, Literal
 from .errors import TdaError
 
 SUBSETS = ("blocks", "self_attn", "cross_attn", "cross_attn_kv")
+#: λ = damping · mean Fisher divides by F + λ, and a Fisher has exact zeros (parameters without gradient)
+DAMPING_ERROR = "damping must be positive (the preconditioner divides by F + damping · mean F, and F has zeros)"
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,8 @@ class IndexSettings:
             raise TdaError("segment length must be positive")
         if self.draws < 1 or self.fisher_segments < 1 or self.shard_size < 1:
             raise TdaError("draws, fisher segments and shard size must be at least 1")
-        if self.damping < 0:
-            raise TdaError("damping must be non-negative")
+        if not self.damping > 0:
+            raise TdaError(DAMPING_ERROR)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,8 +83,10 @@ class UnlearnSettings:
             raise TdaError("alpha and the relative step must be positive")
         if self.steps < 1 or self.unlearn_draws < 1:
             raise TdaError("steps and unlearn draws must be at least 1")
-        if (self.damping is not None and self.damping < 0) or not 0 <= self.ewc <= 1:
-            raise TdaError("damping must be non-negative and ewc between 0 and 1")
+        if self.damping is not None and not self.damping > 0:
+            raise TdaError(DAMPING_ERROR)
+        if not 0 <= self.ewc <= 1:
+            raise TdaError("ewc must be between 0 and 1")
         if self.normalize not in ("self", "none"):
             raise TdaError(f"unknown normalisation {self.normalize!r} (self or none)")
         if self.mode == "newton" and self.steps != 1:

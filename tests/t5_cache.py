@@ -9,10 +9,11 @@ real resolution path (``HF_HOME`` -> ``hub/models--t5-base/refs/main`` -> snapsh
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -102,3 +103,43 @@ def check_loads(hf_home: Path) -> tuple[int, int]:
     if ids[:3] != [len(SPECIAL) + WORDS.index("low"), len(SPECIAL) + WORDS.index("hum"), 1] or ids[3:] != [0] * 5:
         raise AssertionError(f"planted tokenizer encodes 'low hum' as {ids}")
     return int(model.config.d_model), len(tokenizer)
+
+
+def plant_unigram(hf_home: Path) -> Path:
+    """:func:`plant`, with the tokenizer rewritten as a Unigram model like the real t5-base's: audiocraft
+    loads ``T5Tokenizer``, which reads only that kind. Returns the snapshot directory."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import Unigram
+
+    snapshot = plant(hf_home)
+    vocab = [(tok, 0.0) for tok in SPECIAL] + [("\u2581" + w, -1.0) for w in WORDS]  # "▁word": sentencepiece style
+    tok = Tokenizer(Unigram(vocab, unk_id=2))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
+                                                        special_tokens=[("</s>", 1)])
+    tok.save(str(snapshot / "tokenizer.json"))
+    return snapshot
+
+
+@contextlib.contextmanager
+def offline_hub(hf_home: Path) -> Iterator[None]:
+    """Resolve Hugging Face files from ``hf_home`` only, inside this process, while the block runs.
+
+    huggingface_hub reads its cache directory and offline flag from ``huggingface_hub.constants`` at
+    call time, so patching them is enough for models built inside the block (T5 loads at construction);
+    a subprocess with :func:`offline_env` exercises the environment variables themselves.
+    """
+    import huggingface_hub.constants as constants
+
+    saved = constants.HF_HUB_CACHE, constants.HF_HUB_OFFLINE
+    constants.HF_HUB_CACHE, constants.HF_HUB_OFFLINE = str(Path(hf_home) / "hub"), True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_CACHE, constants.HF_HUB_OFFLINE = saved
+
+
+def prompt_of(tokens: int) -> str | None:
+    """A prompt that the tiny T5 tokenizes into exactly ``tokens`` tokens (words, then ``</s>``); 1: no prompt."""
+    return " ".join(WORDS[k % len(WORDS)] for k in range(tokens - 1)) or None

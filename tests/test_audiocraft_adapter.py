@@ -7,18 +7,17 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("audiocraft")
+import audiocraft  # noqa: F401  (a hard dependency of the test environment: a broken install must fail)
+from typer.testing import CliRunner
 
-from typer.testing import CliRunner  # noqa: E402
+from tda_plugin.adapter import Conditioning
+from tda_plugin.adapters.audiocraft import load
+from tda_plugin.cli.app import app
+from tda_plugin.errors import CheckpointError
+from tda_plugin.scoring import losses
 
-from tda_plugin.adapter import Conditioning  # noqa: E402
-from tda_plugin.adapters.audiocraft import load  # noqa: E402
-from tda_plugin.cli.app import app  # noqa: E402
-from tda_plugin.errors import CheckpointError  # noqa: E402
-from tda_plugin.scoring import losses  # noqa: E402
-
-from .audiocraft_models import tiny_checkpoint  # noqa: E402
-from .conftest import write_catalogue  # noqa: E402
+from .audiocraft_models import tiny_checkpoint
+from .conftest import write_catalogue
 
 runner = CliRunner()
 

@@ -5,26 +5,31 @@ audiocraft's builders) on the demo's 8 synthetic artists, trained for fixed step
 does not depend on machine speed. Thresholds are well above chance (1 in 96 segments, 1 in 24 tracks,
 1 in 8 artists) and at or below the rates measured in bench/behaviour.py (docs/audiocraft.md).
 Generated clips are attributed from the tokens the LM generated (the generation wrapper's way).
-The prompt-swap check is measured in the bench, not asserted: with this model it depends on the
-seed and the parameter subset (docs/audiocraft.md, "Behavioural rates").
+Prompt swap (audio of one style, prompt of another): under the prompt the credits follow the prompt
+(docs/audiocraft.md, "Credits and the prompt"); under the LM's null branch they do not, which is
+what is asserted, at the rate that held on both training seeds measured.
 """
 from __future__ import annotations
+
+import functools
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("audiocraft")
-
-from tda_plugin import Attributor, AttributeSettings  # noqa: E402
-from tda_plugin.adapters.audiocraft import load  # noqa: E402
-from tda_plugin.adapters.audiocraft_demo import train_demo_model  # noqa: E402
-from tda_plugin.adapters.audiocraft_generation import gen_model, generate  # noqa: E402
-from tda_plugin.catalog import read_catalog  # noqa: E402
-from tda_plugin.demo.synth import synthesise_catalogue  # noqa: E402
-from tda_plugin.evaluation import add_noise, segment_checks, spread_segments  # noqa: E402
-from tda_plugin.index.builder import build_index  # noqa: E402
-from tda_plugin.settings import IndexSettings  # noqa: E402
+import audiocraft  # noqa: F401  (a hard dependency of the test environment: a broken install must fail)
+from tda_plugin import Attributor, AttributeSettings
+from tda_plugin.adapters.audiocraft import load
+from tda_plugin.adapters.audiocraft_demo import train_demo_model
+from tda_plugin.adapters.audiocraft_generation import gen_model, generate
+from tda_plugin.catalog import read_catalog
+from tda_plugin.demo.synth import synthesise_catalogue
+from tda_plugin.adapter import Conditioning
+from tda_plugin.evaluation import add_noise, prompt_swap_check, segment_checks, spread_segments
+from tda_plugin.index import builder
+from tda_plugin.index.builder import build_index
+from tda_plugin.settings import IndexSettings
 
 CODEC_STEPS, LM_STEPS = 100, 600
 SETTINGS = AttributeSettings(candidates="all")
@@ -57,6 +62,27 @@ def test_generated_clips_credit_the_prompted_style(trained: Attributor) -> None:
         torch.manual_seed(k)
         _, (result,) = generate(trained, model, [prompt], settings=SETTINGS)
         assert result.query["representation"] == "generated tokens"
-        hits += result.artists[0]["artist"] == artist
+        hits += bool(result.artists) and result.artists[0]["artist"] == artist  # no positive score: no credit
     assert hits >= 5  # of 8 styles; chance: 1
 
+
+
+def test_under_the_null_branch_credits_do_not_follow_a_wrong_prompt(trained: Attributor, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every segment and the query on the LM's null branch (``Conditioning.unconditional``); the index is rebuilt so.
+
+    The core's conditioning mode is another change (issue 10); until it lands, every Conditioning the builder
+    and the Attributor make is marked unconditional here. Measured over 24 probes on two training seeds
+    (bench/behaviour.py): prompt's artist first 0/24 and 0/24; audio's artist first 24/24 and 12/24 (the
+    seed whose EnCodec collapsed to 1-7 codes per codebook; under the prompt 7/24 and 8/24)."""
+    import tda_plugin.attributor as attributor_module
+
+    null = functools.partial(Conditioning, unconditional=True)
+    monkeypatch.setattr(builder, "Conditioning", null)
+    monkeypatch.setattr(attributor_module, "Conditioning", null)
+    meta = trained.index.meta
+    build_index(Path(meta.corpus), tmp_path / "null-index", trained.adapter, checkpoint=Path(meta.checkpoint),
+                settings=IndexSettings(fisher_segments=32))
+    att = Attributor.from_index(tmp_path / "null-index", adapter=trained.adapter)
+    audio_first, prompt_first = prompt_swap_check(att, spread_segments(att, 8), SETTINGS)
+    assert prompt_first.hits <= 1 and audio_first.hits >= 3  # of 8; chance 1 each

@@ -6,16 +6,15 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("audiocraft")
+import audiocraft  # noqa: F401  (a hard dependency of the test environment: a broken install must fail)
+from tda_plugin import Attributor, AttributeSettings
+from tda_plugin.adapters.audiocraft import load
+from tda_plugin.adapters.audiocraft_generation import gen_model, generate, generate_continuation
+from tda_plugin.index.builder import build_index
+from tda_plugin.settings import IndexSettings
 
-from tda_plugin import Attributor, AttributeSettings  # noqa: E402
-from tda_plugin.adapters.audiocraft import load  # noqa: E402
-from tda_plugin.adapters.audiocraft_generation import gen_model, generate, generate_continuation  # noqa: E402
-from tda_plugin.index.builder import build_index  # noqa: E402
-from tda_plugin.settings import IndexSettings  # noqa: E402
-
-from .audiocraft_models import tiny_checkpoint  # noqa: E402
-from .conftest import write_catalogue  # noqa: E402
+from .audiocraft_models import tiny_checkpoint
+from .conftest import write_catalogue
 
 SETTINGS = AttributeSettings(candidates=3, top=2)
 

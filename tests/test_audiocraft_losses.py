@@ -6,17 +6,16 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("audiocraft")
+import audiocraft  # noqa: F401  (a hard dependency of the test environment: a broken install must fail)
+from omegaconf import OmegaConf
 
-from omegaconf import OmegaConf  # noqa: E402
-
-from tda_plugin.adapter import Conditioning  # noqa: E402
-from tda_plugin.adapters.audiocraft import load  # noqa: E402
-from tda_plugin.adapters.audiocraft_losses import (diffusion_loss_at, magnet_stage_mask, magnet_stages,  # noqa: E402
+from tda_plugin.adapter import Conditioning
+from tda_plugin.adapters.audiocraft import load
+from tda_plugin.adapters.audiocraft_losses import (diffusion_loss_at, magnet_stage_mask, magnet_stages,
                                                    per_sample_codebook_ce)
-from tda_plugin.randomness import make_draws  # noqa: E402
+from tda_plugin.randomness import make_draws
 
-from .audiocraft_models import SR, tiny_checkpoint  # noqa: E402
+from .audiocraft_models import SR, tiny_checkpoint
 
 PROMPTS = [Conditioning("low hum"), Conditioning("high beep"), Conditioning(None)]
 
@@ -45,7 +44,7 @@ def test_musicgen_loss_is_the_solvers_cross_entropy_per_sample(musicgen) -> None
     ours = musicgen.loss(codes, musicgen.condition(PROMPTS), make_draws(0, ["a", "b", "c"], 3), keep)
     assert ours.shape == (3, 3) and torch.equal(ours[:, 0:1].expand(-1, 3), ours)
     for i in range(3):
-        cond = musicgen.condition([PROMPTS[i]])
+        (cond,) = musicgen.condition([PROMPTS[i]])  # one sample's condition tensors
         out = musicgen.lm.compute_predictions(codes[i:i + 1], [], cond)  # as MusicGenSolver.run_step
         padding = keep[i:i + 1, None, :].expand_as(codes[i:i + 1])
         ce, _ = MusicGenSolver._compute_cross_entropy(None, out.logits, codes[i:i + 1], padding & out.mask)
@@ -90,7 +89,7 @@ def test_magnet_loss_is_the_solvers_masked_cross_entropy_per_draw(magnet) -> Non
     assert ours.shape == (2, 4) and sorted(set(magnet_stages(draws, k))) == list(range(k))
     uni = draws.uniform([t + 1])
     for i in range(b):
-        cond = magnet.condition([PROMPTS[i]])
+        (cond,) = magnet.condition([PROMPTS[i]])
         for j, stage_ in enumerate(magnet_stages(draws, k)):
             # MagnetSolver.run_step, with its random stage / time / span order taken from the draw
             probs = torch.cos(uni[i, j, :1] * math.pi * 0.5)

@@ -7,18 +7,17 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("audiocraft")
+import audiocraft  # noqa: F401  (a hard dependency of the test environment: a broken install must fail)
+from typer.testing import CliRunner
 
-from typer.testing import CliRunner  # noqa: E402
+from tda_plugin.adapters.audiocraft import load
+from tda_plugin.adapters.audiocraft_losses import diffusion_steps
+from tda_plugin.cli.app import app
+from tda_plugin.randomness import make_draws
+from tda_plugin.scoring import losses
 
-from tda_plugin.adapters.audiocraft import load  # noqa: E402
-from tda_plugin.adapters.audiocraft_losses import diffusion_steps  # noqa: E402
-from tda_plugin.cli.app import app  # noqa: E402
-from tda_plugin.randomness import make_draws  # noqa: E402
-from tda_plugin.scoring import losses  # noqa: E402
-
-from .audiocraft_models import tiny_mbd_checkpoint  # noqa: E402
-from .conftest import write_catalogue  # noqa: E402
+from .audiocraft_models import tiny_mbd_checkpoint
+from .conftest import write_catalogue
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,8 @@
 """A T5-conditioned MusicGen loads and scores when t5-base is in the local Hugging Face cache (offline).
 
-The cache holds the tiny random stand-in of tests/t5_cache.py, with its tokenizer rewritten as a
-Unigram model like the real t5-base's (audiocraft loads ``T5Tokenizer``, which reads only that kind);
-building, exporting, loading through audiocraft's loaders and scoring run in a subprocess whose only
-cache is that one.
+The cache holds the tiny random stand-in of tests/t5_cache.py, with a Unigram tokenizer
+(``t5_cache.plant_unigram``); building, exporting, loading through audiocraft's loaders and scoring
+run in a subprocess whose only cache is that one.
 """
 from __future__ import annotations
 
@@ -12,11 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
-pytest.importorskip("audiocraft")
-
-from . import t5_cache  # noqa: E402
+from . import t5_cache
 
 SCRIPT = textwrap.dedent('''
     import sys, torch
@@ -41,22 +36,8 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
-def plant_unigram_t5(hf_home: Path) -> None:
-    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
-    from tokenizers.models import Unigram
-
-    snapshot = t5_cache.plant(hf_home)
-    vocab = [(tok, 0.0) for tok in t5_cache.SPECIAL] + [(w, -1.0) for w in t5_cache.WORDS]
-    tok = Tokenizer(Unigram(vocab, unk_id=2))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
-                                                        special_tokens=[("</s>", 1)])
-    tok.save(str(snapshot / "tokenizer.json"))
-
-
 def test_t5_conditioned_musicgen_from_the_local_cache(tmp_path: Path) -> None:
-    plant_unigram_t5(tmp_path / "hf")
+    t5_cache.plant_unigram(tmp_path / "hf")
     r = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "ckpt")], env=t5_cache.offline_env(tmp_path / "hf"),
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.startswith("ok"), r.stderr[-2000:]
