@@ -46,9 +46,7 @@ def levers(default: AttributeSettings) -> dict[str, AttributeSettings]:
         "default": default,
         "default, 32 unlearning draws": replace(default, unlearn=replace(un, unlearn_draws=32)),
         "default, 16 unlearning draws": replace(default, unlearn=replace(un, unlearn_draws=16)),
-        "default, first pass 2 draws": replace(default, shortlist_draws=2),
-        "default, shortlist 16": replace(default, shortlist=16),
-        "every candidate on all draws": replace(default, shortlist=None),
+        "default, shortlist 16 after 8 draws": replace(default, shortlist=16, shortlist_draws=8),
     }
 
 

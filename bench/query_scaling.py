@@ -20,7 +20,9 @@ shares the unlearning step of a query and the subsets' exhaustive rankings are e
    every N, replayed without scoring again (tda_plugin/recall.py, ``staged_top``).
 Queries: ``--held-out`` clips (not in the index; prompts from queries.json), ``--generated`` clips from the
 index's model with the catalogue's prompts, and ``--noisy`` training segments with 20 dB noise.
-Writes bench/results/query_scaling-<name>.{json,md,png}.
+Writes bench/results/query_scaling-<name>.{json,md,png}. To spread the queries over processes, run
+with ``--queries 0,1,2`` etc. (each writes its own JSON; the N-segment indexes are written once and
+reused), then ``--merge`` to combine them into one report.
 """
 from __future__ import annotations
 
@@ -60,7 +62,10 @@ def nesting(index: Index, seed: int = 0) -> list[int]:
 
 
 def sub_index(full: Index, ids: list[int], out: Path) -> Path:
-    """An index of the segments ``ids`` of ``full`` (same model, settings, Fisher; ids kept), shards rewritten."""
+    """An index of the segments ``ids`` of ``full`` (same model, settings, Fisher; ids kept), shards rewritten;
+    reused if a previous run wrote it."""
+    if (out / "index.json").is_file():
+        return out
     if out.exists():
         shutil.rmtree(out)
     (out / "shards").mkdir(parents=True)
@@ -83,8 +88,7 @@ def sub_index(full: Index, ids: list[int], out: Path) -> Path:
     write_tensors(out / "baseline.safetensors", merged, fp)
     shutil.copy(full.root / "fisher.safetensors", out / "fisher.safetensors")
     vectors.save(vectors.build(np.stack([sketches[i] for i in ids]), np.array(ids)), out / "vectors.faiss")
-    meta = full.meta.to_dict()
-    write_json(out / "index.json", meta)
+    write_json(out / "index.json", full.meta.to_dict())  # last: its presence marks the index written
     return out
 
 
@@ -131,10 +135,14 @@ def main() -> None:
     ap.add_argument("--noisy", type=int, default=4)
     ap.add_argument("--generated", type=int, default=3)
     ap.add_argument("--queries", default="", help="run only these query numbers (e.g. 0,1,2: split a run over processes)")
+    ap.add_argument("--merge", action="store_true", help="combine the --queries runs' JSON files into one report")
     ap.add_argument("--name", default="real")
     ap.add_argument("--work", type=Path, default=Path("/tmp/tda-query-scaling"))
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     args = ap.parse_args()
+    if args.merge:
+        merge(args.out, args.name)
+        return
     t0 = time.monotonic()
     full = Attributor.from_index(args.index)
     order = nesting(full.index)
@@ -144,9 +152,10 @@ def main() -> None:
     picked = [int(x) for x in args.queries.split(",") if x] or list(range(len(qs)))
     default = AttributeSettings()
     per_query = []
-    for q in (qs[i] for i in picked):
+    for number in picked:
+        q = qs[number]
         trace = exhaustive_trace(subs[max(sizes)], q, order=order[:max(sizes)], marks=sizes)
-        row = {"query": q.name, "seconds": trace.seconds, "sizes": {}}
+        row = {"number": number, "query": q.name, "seconds": trace.seconds, "sizes": {}}
         for n in sizes:
             members = set(order[:n])
             exact = exhaustive_top(trace, members)
@@ -162,7 +171,7 @@ def main() -> None:
         per_query.append(row)
         print(json.dumps({"query": q.name, **{n: {k: v for k, v in r.items() if k != "grid"} for n, r in row["sizes"].items()}}),
               flush=True)
-        _save_trace(args.work / f"trace-{args.name}-{len(per_query) - 1 + (picked[0] if args.queries else 0)}.npz", trace)
+        _save_trace(args.work / f"trace-{args.name}-{number}.npz", trace)
     doc = {"name": args.name, "index": str(args.index), "segments": len(order), "sizes": sizes,
            "draws": full.index.meta.settings["draws"], "default": {"candidates": default.candidates, "shortlist": default.shortlist,
                                                                    "shortlist_draws": default.shortlist_draws},
@@ -173,6 +182,16 @@ def main() -> None:
     stem.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
     if not args.queries:
         write_report(doc, stem)
+
+
+def merge(out: Path, name: str) -> None:
+    parts = sorted(out.glob(f"query_scaling-{name}-q*.json"))
+    docs = [json.loads(p.read_text()) for p in parts]
+    doc = {**docs[0], "queries": [q for d in docs for q in d["queries"]], "wall_s": max(d["wall_s"] for d in docs),
+           "parts": [p.name for p in parts]}
+    stem = out / f"query_scaling-{name}"
+    stem.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
+    write_report(doc, stem)
 
 
 def _save_trace(path: Path, trace: QueryTrace) -> None:

@@ -3,7 +3,9 @@
     bash ../shared/data/fetch_real_music.sh /tmp/real/fetched
     python bench/real_music_model.py /tmp/real/fetched /tmp/real-model --steps 2000
 
-Writes ``OUT/catalogue/tracks.csv`` (every credited track, whole, captioned "music by <artist>"; the
+Every track is decoded once and written whole to ``OUT/audio/`` at the model's format (8 kHz mono,
+float32 WAV: exactly the samples the index and the trainer would conform it to, and cheap to read back).
+Writes ``OUT/catalogue/tracks.csv`` (every credited track, captioned "music by <artist>"; the
 ``--hold-out`` tracks, one per artist for the first K artists, are left out of it), ``OUT/held_out/*.wav``
 (a ``--query-seconds`` excerpt from the middle of each held-out track: queries that are not in the index,
 listed with their prompts in ``OUT/held_out/queries.json``) and ``OUT/model/`` (model_config.json + model.safetensors): stable-audio-tools' ``diffusion_cond`` DiT as in
@@ -25,6 +27,9 @@ from tda_plugin import audio as audio_io
 from tda_plugin.adapters.stable_audio_demo import demo_config, train_demo_model
 from tda_plugin.catalog import read_catalog
 
+#: the demo model's rate (demo_config's default); the model is mono
+SAMPLE_RATE = 8000
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,6 +50,7 @@ def main() -> None:
     (args.out / "held_out").mkdir(parents=True, exist_ok=True)
     fields = ["path", "title", "artist", "license", "caption"]
     (args.out / "all-tracks").mkdir(exist_ok=True)
+    (args.out / "audio").mkdir(exist_ok=True)
     queries = []
     with (args.out / "catalogue" / "tracks.csv").open("w", newline="") as fh, \
             (args.out / "all-tracks" / "tracks.csv").open("w", newline="") as every:
@@ -52,15 +58,17 @@ def main() -> None:
         kept.writeheader()
         both.writeheader()
         for i, r in enumerate(rows):
-            row = {"path": str((args.fetched / r["path"]).resolve()), "title": r["title"], "artist": r["artist"],
-                   "license": r["license"], "caption": f"music by {r['artist']}"}
+            data, _ = audio_io.conform(*audio_io.load(args.fetched / r["path"]), SAMPLE_RATE, 1)
+            wav = (args.out / "audio" / f"track_{i:02d}.wav").resolve()
+            sf.write(wav, data.T, SAMPLE_RATE, subtype="FLOAT")
+            row = {"path": str(wav), "title": r["title"], "artist": r["artist"], "license": r["license"],
+                   "caption": f"music by {r['artist']}"}
             both.writerow(row)
             if i not in held:
                 kept.writerow(row)
                 continue
-            data, sr = audio_io.load(Path(row["path"]))
-            mid, n = data.shape[1] // 2, int(args.query_seconds * sr)
-            sf.write(args.out / "held_out" / f"held_{i:02d}.wav", data[:, mid:mid + n].T, sr)
+            mid, n = data.shape[1] // 2, int(args.query_seconds * SAMPLE_RATE)
+            sf.write(args.out / "held_out" / f"held_{i:02d}.wav", data[:, mid:mid + n].T, SAMPLE_RATE, subtype="FLOAT")
             queries.append({"path": f"held_{i:02d}.wav", "prompt": row["caption"]})
     (args.out / "held_out" / "queries.json").write_text(json.dumps(queries, indent=2) + "\n")
     tracks = read_catalog(args.out / "all-tracks")  # the model trains on every track, held-out ones too

@@ -106,8 +106,9 @@ class AttributeSettings:
     candidates: int | str = 256
     #: of those candidates, how many get exact scores over all the index's draws: the best ``shortlist`` by a
     #: first pass over ``shortlist_draws`` of the draws (tda_plugin/shortlist.py); None: every candidate.
-    #: Never applies to ``candidates="all"``, which scores every segment over every draw
-    shortlist: int | None = 32
+    #: Never applies to ``candidates="all"``, which scores every segment over every draw. Off by default: a
+    #: few draws rank the candidates worse than the gradient sketch already does (docs/performance.md)
+    shortlist: int | None = None
     #: draws of the first pass (spread over the timestep strata)
     shortlist_draws: int = 4
     #: segment-draws per forward pass when scoring; 0: as many as fit in free GPU memory (64 on CPU)
