@@ -127,6 +127,9 @@ class StableAudioAdapter:
     """A loaded stable-audio-tools `diffusion_cond` model, seen through :class:`tda_plugin.adapter.ModelAdapter`."""
 
     name = NAME
+    #: the DiT's ContinuousTransformer checkpoints every block (recomputing it in the backward) unless told
+    #: otherwise; tda_plugin.gradients turns this off where memory allows (exact: it changes only what is stored)
+    activation_checkpointing = True
 
     def __init__(self, model: torch.nn.Module, config: dict[str, Any], fingerprint: str, device: str = "cpu") -> None:
         _, _, self._sampling = _toolkit()
@@ -141,6 +144,8 @@ class StableAudioAdapter:
         self.timestep_sampler = config.get("training", {}).get("timestep_sampler", "uniform")
         if self.timestep_sampler not in ("uniform", "logit_normal"):
             raise TdaError(f"timestep sampler {self.timestep_sampler!r} is not supported (uniform, logit_normal)")
+        inner = getattr(getattr(model, "model", None), "model", None)  # ConditionedDiffusionModelWrapper -> DiTWrapper -> DiT
+        self._checkpointed = type(getattr(inner, "transformer", None)).__name__ == "ContinuousTransformer"
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -261,7 +266,8 @@ class StableAudioAdapter:
         alphas, sigmas = alphas[:, None, None], sigmas[:, None, None]
         noised = x * alphas + noise * sigmas
         targets = noise * alphas - x * sigmas if self.objective == "v" else noise - x
-        out = self.model(noised, t, cond=self._repeat_cond(cond, d), cfg_dropout_prob=cfg_dropout)
+        extra = {} if self.activation_checkpointing or not self._checkpointed else {"use_checkpointing": False}
+        out = self.model(noised, t, cond=self._repeat_cond(cond, d), cfg_dropout_prob=cfg_dropout, **extra)
         err = (out.float() - targets).pow(2)
         if mask is None:
             per = err.mean(dim=(1, 2))

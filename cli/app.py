@@ -116,6 +116,8 @@ def attribute(
     prompt: Annotated[Optional[str], typer.Option(help="the prompt the clip was generated with")] = None,
     top: Annotated[int, typer.Option(help="segments to report")] = 10,
     candidates: Annotated[str, typer.Option(help="candidates scored exactly: prefilter top-M, a percentage of the catalogue ('5%'), or 'all'")] = str(AttributeSettings.candidates),
+    shortlist: Annotated[int, typer.Option(help="of the candidates, the best K of a first pass over --shortlist-draws draws get all draws (0: every candidate)")] = AttributeSettings.shortlist or 0,
+    shortlist_draws: Annotated[int, typer.Option(help="draws of the shortlist's first pass")] = AttributeSettings.shortlist_draws,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the result JSON here ('-' for stdout)")] = None,
     mode: Annotated[str, typer.Option(help="newton or ascent")] = UnlearnSettings.mode,
     alpha: Annotated[Optional[float], typer.Option(help="unlearning step size α (default: chosen from --relative-step)")] = None,
@@ -145,7 +147,8 @@ def attribute(
 
     unlearn = UnlearnSettings(mode=mode, alpha=alpha, relative_step=relative_step, steps=steps, subset=subset, unlearn_draws=unlearn_draws,
                               damping=damping, ewc=ewc, normalize=normalize, mask_silence=mask_silence)  # type: ignore[arg-type]
-    settings = AttributeSettings(unlearn, top=top, candidates=_candidates(candidates), batch_size=batch_size)
+    settings = AttributeSettings(unlearn, top=top, candidates=_candidates(candidates), batch_size=batch_size,
+                                 shortlist=shortlist or None, shortlist_draws=shortlist_draws)
     sinks = [] if sink == ["none"] else list(sink or DEFAULT_SINKS)
     check_sinks(sinks, have_file=True)  # a misspelt sink fails before any work
     options = SinkOptions(ledger=ledger, tag_top=tag_top, extra=_key_values(sink_option or []))

@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from . import audio as audio_io
-from . import distributed
+from . import distributed, shortlist
 from .adapter import Conditioning, ModelAdapter
 from .credits import build_credits
 from .embedders import uses_gradients
@@ -91,8 +91,9 @@ class Attributor:
 
     @property
     def fisher(self) -> dict[str, torch.Tensor]:
+        """The index's Fisher, moved to the model's device once (every query preconditions with it)."""
         if self._fisher is None:
-            self._fisher = self.index.fisher()
+            self._fisher = {n: t.to(self.adapter.device) for n, t in self.index.fisher().items()}
         return self._fisher
 
     # -- query ----------------------------------------------------------------------------------
@@ -172,15 +173,15 @@ class Attributor:
         q = self.query_vector(query)
         return sorted(int(i) for i in vectors.search(self.index.vectors(), q[0], m))
 
-    def prefilter_basis(self, un: UnlearnSettings, scored: int) -> dict[str, Any] | None:
-        """What ranked the candidates when a prefilter chose them (None: every segment was scored).
+    def prefilter_basis(self, un: UnlearnSettings, candidates: int) -> dict[str, Any] | None:
+        """What ranked the ``candidates`` when a prefilter chose them (None: every segment was a candidate).
 
         A gradient sketch stores P u_i normalised, u_i preconditioned over the ``blocks`` subset with the
         index's damping, so its search ranks by the first-order τ_i / s_i(blocks) whatever subset the step
         moved (u_iᵀw = g_iᵀΔ holds for any Δ). The exact score divides by s_i of the scored subset, or by
         nothing under ``normalize="none"``; then the candidates approximate another ranking, which is said.
         """
-        if scored >= len(self.index.segments):
+        if candidates >= len(self.index.segments):
             return None
         embedder = self.index.meta.settings["embedder"]
         if not uses_gradients(get_embedder_spec(embedder)):
@@ -237,15 +238,17 @@ class Attributor:
                                precision=precision))
 
     def losses_after(self, ids: list[int], names: list[str], delta: list[torch.Tensor], batch_size: int,
-                     precision: Precision = "fp32") -> torch.Tensor:
-        """L(z_i, θ0+Δ) [n, D] for ``ids``; under torchrun, batches of segment ids are dealt out across ranks.
+                     precision: Precision = "fp32", draws: Sequence[int] | None = None) -> torch.Tensor:
+        """L(z_i, θ0+Δ) [n, D] for ``ids`` (or [n, len(draws)]: only those of the index's draws);
+        under torchrun, batches of segment ids are dealt out across ranks.
 
         Each batch is the one a single process would score, so the gathered result is bit-identical.
         """
         meta = self.index.meta
-        seed, draws = meta.settings["seed"], meta.settings["draws"]
+        seed, total = meta.settings["seed"], meta.settings["draws"]
+        width = total if draws is None else len(draws)
         distributed.init_from_env()
-        step = segments_per_batch(batch_size, draws)
+        step = segments_per_batch(batch_size, width)
         batches = [ids[i:i + step] for i in range(0, len(ids), step)]
         parts: dict[int, torch.Tensor] = {}
         with applied(named_parameters(self.adapter, names), delta):
@@ -254,10 +257,10 @@ class Attributor:
                 segs = [self.index.segments[i] for i in chunk]
                 conds = [segment_conditioning(self.index.tracks[s.track_id], s) for s in segs]
                 parts[b] = losses(self.adapter, self.index.gather(chunk, "latents"), conds,
-                                  [segment_stream(i) for i in chunk], seed=seed, draws=draws, batch_size=batch_size,
-                                  precision=precision)
+                                  [segment_stream(i) for i in chunk], seed=seed, draws=total, batch_size=batch_size,
+                                  precision=precision, subset=draws)
         merged = distributed.merge(parts)
-        return torch.cat([merged[b] for b in range(len(batches))]) if batches else torch.empty(0, draws)
+        return torch.cat([merged[b] for b in range(len(batches))]) if batches else torch.empty(0, width)
 
     def attribute(self, audio: np.ndarray | torch.Tensor, sample_rate: int, *, prompt: str | None = None,
                   settings: AttributeSettings = AttributeSettings(), path: str | None = None,
@@ -279,8 +282,9 @@ class Attributor:
         names, delta, alpha, relative_step = self.forget(query, un)
         index_damping = float(meta.settings.get("damping", 0.1))
         damping = index_damping if un.damping is None else un.damping
-        ids = self.candidates(query, settings)
-        tau, score = self.exact_scores(ids, names, delta, un, settings.batch_size, settings.precision)
+        candidates = self.candidates(query, settings)
+        scored = shortlist.scores(self, candidates, names, delta, un, settings)
+        ids, tau, score = scored.ids, scored.tau, scored.score
         scores = {sid: float(s) for sid, s in zip(ids, score.tolist())}
         raw = dict(zip(ids, tau.tolist()))
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -293,9 +297,10 @@ class Attributor:
             model={"adapter": self.adapter.name, "fingerprint": self.adapter.fingerprint},
             method={**un.to_dict(), "alpha": alpha, "alpha_from": "given" if un.alpha else "relative_step",
                     "damping": damping, "sensitivity_damping": index_damping, "draws": draws, "seed": seed, "candidates": settings.candidates,
-                    "scored": len(ids), "embedder": meta.settings["embedder"], "training_segments": len(self.index.segments),
+                    "candidates_scored": len(candidates), "shortlist": settings.shortlist,
+                    "shortlist_draws": settings.shortlist_draws, "scored": len(ids), "embedder": meta.settings["embedder"], "training_segments": len(self.index.segments),
                     "segment_seconds": meta.segment_seconds, "relative_step": relative_step,
-                    "prefilter": self.prefilter_basis(un, len(ids))},
+                    "prefilter": self.prefilter_basis(un, len(candidates))},
             segments=segs, credits=credits, artists=artists, scores=scores)
         result.vetoes = after_attribution(result.to_dict())
         return result

@@ -39,6 +39,9 @@ class Draws:
     seed: int
     streams: tuple[str, ...]
     quantiles: torch.Tensor  # [D]
+    #: which draws of the full set these are (None: all of them, 0..D-1): a subset reproduces exactly
+    #: the noise and timesteps those draws have in the full set, so cached per-draw baselines still pair
+    indices: tuple[int, ...] | None = None
 
     @property
     def count(self) -> int:
@@ -46,9 +49,10 @@ class Draws:
 
     def _generate(self, shape: Sequence[int], kind: str) -> torch.Tensor:
         out = torch.empty((len(self.streams), self.count, *shape), dtype=torch.float32)
+        draws = self.indices if self.indices is not None else range(self.count)
         for i, stream in enumerate(self.streams):
-            for j in range(self.count):
-                gen = torch.Generator().manual_seed(stream_seed(self.seed, f"{stream}/{kind}", j))
+            for j, draw in enumerate(draws):
+                gen = torch.Generator().manual_seed(stream_seed(self.seed, f"{stream}/{kind}", draw))
                 if kind == "normal":
                     out[i, j] = torch.randn(tuple(shape), generator=gen)
                 else:
@@ -64,8 +68,13 @@ class Draws:
         return self._generate(shape, "uniform")
 
 
-def make_draws(seed: int, streams: Sequence[str], draws: int) -> Draws:
-    return Draws(seed=seed, streams=tuple(streams), quantiles=stratified_quantiles(seed, draws))
+def make_draws(seed: int, streams: Sequence[str], draws: int, subset: Sequence[int] | None = None) -> Draws:
+    """The ``draws`` draws of each stream, or only those numbered in ``subset`` (same numbers as in the full set)."""
+    quantiles = stratified_quantiles(seed, draws)
+    if subset is None:
+        return Draws(seed=seed, streams=tuple(streams), quantiles=quantiles)
+    picked = tuple(int(j) for j in subset)
+    return Draws(seed=seed, streams=tuple(streams), quantiles=quantiles[list(picked)], indices=picked)
 
 
 def segment_stream(segment_id: int) -> str:

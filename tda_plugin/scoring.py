@@ -42,20 +42,23 @@ def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractC
 def losses(adapter: "ModelAdapter", encoded: torch.Tensor, conditioning: Sequence["Conditioning"],
            streams: Sequence[str], *, seed: int, draws: int, batch_size: int = 64,
            advance: Advance | None = None, precision: Precision = "fp32",
-           masks: torch.Tensor | None = None) -> torch.Tensor:
-    """Loss of every segment under every draw: [N, D] float32 on CPU; ``masks`` [N, frames] keeps frames."""
+           masks: torch.Tensor | None = None, subset: Sequence[int] | None = None) -> torch.Tensor:
+    """Loss of every segment under every draw: [N, D] float32 on CPU; ``masks`` [N, frames] keeps frames.
+
+    ``subset``: only those of the ``draws`` draws, [N, len(subset)], each the same number it is in the full set."""
     n = encoded.shape[0]
-    step = segments_per_batch(batch_size, draws)
+    width = draws if subset is None else len(subset)
+    step = segments_per_batch(batch_size, width)
     parts = []
     with autocast(adapter.device, precision):
         for i in range(0, n, step):
             j = min(n, i + step)
             cond = adapter.condition(list(conditioning[i:j]))
             mask = None if masks is None else masks[i:j].to(adapter.device)
-            parts.append(adapter.loss(encoded[i:j], cond, make_draws(seed, streams[i:j], draws), mask).float())
+            parts.append(adapter.loss(encoded[i:j], cond, make_draws(seed, streams[i:j], draws, subset), mask).float())
             if advance:
                 advance(j - i)
-    return torch.cat(parts).cpu() if parts else torch.empty((0, draws), dtype=torch.float32)
+    return torch.cat(parts).cpu() if parts else torch.empty((0, width), dtype=torch.float32)
 
 
 def auto_batch_size(adapter: "ModelAdapter", encoded: torch.Tensor, conditioning: Sequence["Conditioning"],

@@ -107,7 +107,14 @@ class AttributeSettings:
     #: or "all" (no prefilter). Default: the smallest measured share whose top-10 recall on the real
     #: catalogue kept a margin over 0.95 (0.97; 4 % gave 0.95) and that is over 20x faster than
     #: scoring all at N = 20 000 (bench/prefilter_recall.py, bench/latency.py; docs/performance.md)
-    candidates: int | str = "4.5%"
+    candidates: int | str = 256
+    #: of those candidates, how many get exact scores over all the index's draws: the best ``shortlist`` by a
+    #: first pass over ``shortlist_draws`` of the draws (tda_plugin/shortlist.py); None: every candidate.
+    #: Never applies to ``candidates="all"``, which scores every segment over every draw. Off by default: a
+    #: few draws rank the candidates worse than the gradient sketch already does (docs/performance.md)
+    shortlist: int | None = None
+    #: draws of the first pass (spread over the timestep strata)
+    shortlist_draws: int = 4
     #: segment-draws per forward pass when scoring; 0: as many as fit in free GPU memory (64 on CPU)
     batch_size: int = 64
     #: "fp32", or "bf16": autocast on CUDA with fp32 losses; the baseline is then recomputed in bf16 for
@@ -122,6 +129,8 @@ class AttributeSettings:
         if self.candidates != "all" and not (isinstance(self.candidates, int) and self.candidates >= 1) \
                 and _percentage(self.candidates) is None:
             raise TdaError("candidates must be a positive integer, a percentage such as '5%', or 'all'")
+        if (self.shortlist is not None and self.shortlist < 1) or self.shortlist_draws < 1:
+            raise TdaError("the shortlist and its first-pass draws must be at least 1")
 
     def candidate_count(self, n: int) -> int:
         """M for a catalogue of ``n`` segments; a percentage never gives fewer than ``MIN_CANDIDATES``."""

@@ -62,19 +62,34 @@ class GradientSketch:
 
     def project(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Σ_l P_l x_l over the given parameters (any subset of ``names``): [dim] float32 on CPU."""
-        out = torch.zeros(self.dim, dtype=torch.float32, device=self.device)
+        if not tensors:
+            return torch.zeros(self.dim)
+        return self.project_rows({n: x[None] for n, x in tensors.items()})[0].cpu()
+
+    def project_rows(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Row by row: each tensor [b, *shape] -> [b, dim] float32, on the sketch's device."""
+        out: torch.Tensor | None = None
         for name, x in tensors.items():
             a, b = self._proj[name]
             x = x.to(self.device, torch.float32)
-            if x.dim() >= 2:
-                out += (a @ x.reshape(x.shape[0], -1) @ b.T).flatten()
+            rows = x.shape[0]
+            if out is None:
+                out = torch.zeros(rows, self.dim, dtype=torch.float32, device=self.device)
+            if x.dim() >= 3:
+                out += (a @ x.reshape(rows, x.shape[1], -1) @ b.T).flatten(1)
             else:
-                out.index_add_(0, a, x.flatten() * b)
-        return out.cpu()
+                out.index_add_(1, a, x.reshape(rows, -1) * b)
+        if out is None:
+            raise ValueError("no tensors to project")
+        return out
 
     def of_gradient(self, grads: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Sketch of a training segment: P (F+λI)^-1/2 g."""
-        return self.project({n: g.float() / self._root[n] for n, g in grads.items()})
+        return self.project({n: g.float() / self._root[n].to(g.device) for n, g in grads.items()})
+
+    def of_gradients(self, grads: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Sketches of several segments, gradients [b, *shape] -> [b, dim] float32 on CPU."""
+        return self.project_rows({n: g.float() / self._root[n].to(g.device) for n, g in grads.items()}).cpu()
 
     def of_step(self, delta: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Sketch of the query's parameter change: P (F+λI)^1/2 Δ, so that u_iᵀ w = g_iᵀ Δ ≈ τ_i."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 import torch
 
 from .fisher import gradients_for, group_damping, named_parameters
+from .gradients import checkpointing
 from .randomness import Draws
 from .settings import UnlearnSettings
 
@@ -23,8 +24,9 @@ if TYPE_CHECKING:
 
 def query_gradient(adapter: "ModelAdapter", params: Sequence[torch.nn.Parameter], encoded: torch.Tensor, cond: Any,
                    draws: Draws, mask: torch.Tensor | None) -> list[torch.Tensor]:
-    """∇θ of the query loss, averaged over its windows and draws, silence/padding masked."""
-    with gradients_for(params):
+    """∇θ of the query loss, averaged over its windows and draws, silence/padding masked (without activation
+    checkpointing on CPU, where memory is not the constraint and the recomputation costs a forward pass)."""
+    with gradients_for(params), checkpointing(adapter, adapter.device.type == "cuda"):
         loss = adapter.loss(encoded, cond, draws, mask).mean()
         return [g.float() for g in torch.autograd.grad(loss, params)]
 

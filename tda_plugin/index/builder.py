@@ -2,14 +2,20 @@
 
 Stages, each checking the one before it and skipping finished work:
 1. ``catalog``  read tracks.csv, decode every file (bad ones are recorded and skipped), plan segments;
-2. ``shards``   per shard: decode, encode, baseline losses under the fixed draws, embeddings;
+2. ``shards``   per shard: decode, encode, embeddings (of embedders that need no gradients);
                 one atomic file per shard, so an interrupted build resumes at the first missing shard;
 3. ``fisher``   diagonal Fisher over a seeded sample of segments, in fixed chunks of
                 ``FISHER_CHUNK`` segments (one atomic partial file each), merged in chunk order;
-4. ``sensitivity`` per shard: each segment's preconditioned gradient norm per parameter subset and,
-                for the ``gradient_sketch`` embedder, its sketch, from one backward pass per segment;
+4. ``statistics`` per shard: each segment's baseline losses under the fixed draws, its preconditioned
+                gradient norm per parameter subset and, for the ``gradient_sketch`` embedder, its sketch,
+                all from one forward and one backward pass per segment (:mod:`tda_plugin.gradients`);
+                the Fisher sample's gradients are kept from stage 3 when they fit in ``KEEP_BYTES``
+                (one process, per-segment plan), so no segment's gradient is computed twice;
 5. ``finalize`` baseline.safetensors, vectors.faiss (streamed shard by shard), then index.json with
                 ``complete: true``.
+``build_index(..., reference=True)`` computes stages 3 and 4 as the original per-segment loop did (a
+separate forward pass for the baseline, the adapter's activation checkpointing, every gradient computed
+in each stage): the reference the faster path is checked and timed against (bench/build_throughput.py).
 Every stage is deterministic, so a resumed build ends identical to an uninterrupted one. Under
 torchrun, shards, Fisher chunks and sensitivity shards are dealt out round-robin across ranks
 (tda_plugin/distributed.py); each unit is computed exactly as one process would, so the index is
@@ -22,7 +28,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -36,12 +42,14 @@ from ..atomic import write_json, write_tensors
 from ..catalog import catalog_csv, read_catalog
 from ..errors import AudioError, CatalogError, IndexMismatchError
 from ..embedders import uses_gradients
-from ..fisher import diagonal_fisher, group_damping, sensitivities
-from ..progress import task
+from ..fisher import fisher_sums, gradient_names, group_damping, named_parameters, reference_chunks, statistics
+from ..gradients import GradientChunk, GradientPlan, passes, plan_for
+from ..progress import Advance, task
 from ..randomness import segment_stream
 from ..registry import get_embedder_spec
 from ..scoring import losses
 from ..settings import IndexSettings
+from ..sketch import GradientSketch
 from ..sketch import for_model as sketch_for_model
 from . import vectors
 from .catalog_db import CatalogDB, SegmentRow, TrackRow
@@ -52,6 +60,9 @@ log = logging.getLogger(__name__)
 ENCODE_BATCH = 16
 #: Fisher sample segments per partial file: the unit of resumption and of distribution
 FISHER_CHUNK = 16
+#: most memory the Fisher sample's kept gradients may take (fisher_segments × gradient size); above it
+#: the statistics pass computes those segments' gradients again
+KEEP_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -159,9 +170,7 @@ def _build_shard(adapter: ModelAdapter, meta: IndexMeta, rows: list[SegmentRow],
     latents = _encode_shard(adapter, meta, rows, tracks)
     conds = [segment_conditioning(tracks[s.track_id], s) for s in rows]
     streams = [segment_stream(s.segment_id) for s in rows]
-    base = losses(adapter, latents, conds, streams, seed=settings.seed, draws=settings.draws, batch_size=batch_size)
-    out = {"segment_ids": torch.tensor([s.segment_id for s in rows], dtype=torch.int64),
-           "latents": latents, "baseline": base}
+    out = {"segment_ids": torch.tensor([s.segment_id for s in rows], dtype=torch.int64), "latents": latents}
     spec = get_embedder_spec(settings.embedder)
     if not uses_gradients(spec):  # a gradient sketch comes from the sensitivity pass, after the Fisher
         step = max(1, batch_size // 2)
@@ -178,8 +187,12 @@ def fisher_sample(segment_ids: list[int], count: int, seed: int) -> list[int]:
 
 
 def build_index(corpus: Path, out: Path, adapter: ModelAdapter, *, checkpoint: Path, model_config: Path | None = None,
-                settings: IndexSettings = IndexSettings(), batch_size: int = 64, overwrite: bool = False) -> BuildReport:
-    """Build (or resume) the index of ``corpus`` in ``out``; under torchrun every rank calls this alike."""
+                settings: IndexSettings = IndexSettings(), batch_size: int = 64, overwrite: bool = False,
+                reference: bool = False) -> BuildReport:
+    """Build (or resume) the index of ``corpus`` in ``out``; under torchrun every rank calls this alike.
+
+    ``reference``: compute the Fisher and the per-segment statistics the original way (module docstring),
+    for checks and timing; the index is the same to float rounding."""
     out = Path(out)
     distributed.init_from_env()
     get_embedder_spec(settings.embedder)  # fail before any work on an unknown name
@@ -202,7 +215,7 @@ def build_index(corpus: Path, out: Path, adapter: ModelAdapter, *, checkpoint: P
         resumed = len(shards) - len(todo)
         all_rows = db.segments()
         mine = distributed.mine(todo)
-        with task("encoding + baseline", sum(len(db.segments(k)) for k in mine)) as advance:
+        with task("encoding", sum(len(db.segments(k)) for k in mine)) as advance:
             for k in mine:
                 rows = db.segments(k)
                 tensors = _build_shard(adapter, meta, rows, tracks, settings, batch_size)
@@ -210,9 +223,11 @@ def build_index(corpus: Path, out: Path, adapter: ModelAdapter, *, checkpoint: P
                 advance(len(rows))
         distributed.barrier()
         meta.encoded_shape = list(_shard_latent_shape(out, shards[0]))
+        source = _gradient_source(adapter, out, db, tracks, settings, batch_size, reference)
+        kept: dict[int, GradientChunk] = {}
         if not (out / "fisher.safetensors").is_file():
-            _build_fisher(adapter, out, meta, all_rows, tracks, settings)
-        _build_sensitivities(adapter, out, meta, db, tracks, settings)
+            kept = _build_fisher(source, out, meta, all_rows, tracks, settings)
+        _build_statistics(source, out, meta, db, tracks, settings, kept)
         distributed.barrier()
         if distributed.is_main():
             _finalize(out, meta, db, uses_gradients(get_embedder_spec(settings.embedder)))
@@ -234,22 +249,112 @@ def _shard_latent_shape(out: Path, shard: int) -> tuple[int, ...]:
         return tuple(fh.get_slice("latents").get_shape()[1:])
 
 
-def _build_fisher(adapter: ModelAdapter, out: Path, meta: IndexMeta, rows: list[SegmentRow],
-                  tracks: dict[int, TrackRow], settings: IndexSettings) -> None:
-    """F over the seeded sample, computed in chunks (resumable, spread over ranks) and merged in chunk order."""
+@dataclass(frozen=True)
+class GradientSource:
+    """Where the build's per-segment gradients (and baseline losses) come from: one object, two formulations.
+
+    ``plan`` None is the reference (the original per-segment loop with the adapter's checkpointing, and
+    the baseline from a separate forward pass); otherwise :func:`tda_plugin.gradients.passes` with that
+    plan. Every method takes the segments' conditioning as an argument, so the same passes can run under
+    another conditioning (e.g. a null prompt) for a second set of baselines and sensitivities.
+    """
+
+    adapter: ModelAdapter
+    names: list[str]
+    seed: int
+    draws: int
+    plan: GradientPlan | None
+    batch_size: int = 64
+
+    @property
+    def params(self) -> list[torch.nn.Parameter]:
+        return named_parameters(self.adapter, self.names)
+
+    def gradients(self, latents: torch.Tensor, conds: list[Conditioning], streams: list[str],
+                  advance: Advance | None = None) -> Iterator[GradientChunk]:
+        if self.plan is None:
+            return reference_chunks(self.adapter, self.params, latents, conds, streams, seed=self.seed, draws=self.draws,
+                                    advance=advance)
+        return passes(self.adapter, self.params, latents, conds, streams, seed=self.seed, draws=self.draws,
+                      plan=self.plan, advance=advance)
+
+    def keeps_fisher_sample(self, fisher_segments: int) -> bool:
+        """Whether the Fisher pass keeps its gradients for the statistics pass (see the module docstring)."""
+        size = 4 * sum(p.numel() for p in self.params)
+        return self.plan is not None and self.plan.batch == 1 and distributed.world() == 1 \
+            and fisher_segments * size <= KEEP_BYTES
+
+    def statistics(self, latents: torch.Tensor, conds: list[Conditioning], streams: list[str],
+                   groups: dict[str, list[str]], fisher: dict[str, torch.Tensor], damping: float,
+                   sketch: GradientSketch | None, kept: list[GradientChunk | None] | None = None,
+                   advance: Advance | None = None) -> dict[str, torch.Tensor]:
+        """Baseline losses [n, D], sensitivities per subset [n] and sketches [n, dim] of these segments.
+
+        ``kept[i]``: segment i's one-segment chunk from the Fisher pass, used instead of recomputing it."""
+        if self.plan is None:
+            base = losses(self.adapter, latents, conds, streams, seed=self.seed, draws=self.draws,
+                          batch_size=self.batch_size)
+            out = statistics(self.gradients(latents, conds, streams, advance), self.names, groups, fisher,
+                             damping=damping, sketch=sketch)
+            return {**out, "baseline": base}
+        chunks = self.gradients(latents, conds, streams, advance) if not kept or not any(kept) else \
+            _merge_kept(kept, self.gradients(*_missing(kept, latents, conds, streams), advance), advance)
+        return statistics(chunks, self.names, groups, fisher, damping=damping, sketch=sketch)
+
+
+def _missing(kept: list[GradientChunk | None], latents: torch.Tensor, conds: list[Conditioning],
+             streams: list[str]) -> tuple[torch.Tensor, list[Conditioning], list[str]]:
+    todo = [i for i, k in enumerate(kept) if k is None]
+    return latents[todo], [conds[i] for i in todo], [streams[i] for i in todo]
+
+
+def _merge_kept(kept: list[GradientChunk | None], fresh: Iterator[GradientChunk],
+                advance: Advance | None) -> Iterator[GradientChunk]:
+    """Kept and fresh one-segment chunks in segment order (kept only exist under the per-segment plan)."""
+    for k in kept:
+        if k is None:
+            yield next(fresh)
+        else:
+            yield k
+            if advance:
+                advance(1)
+
+
+def _gradient_source(adapter: ModelAdapter, out: Path, db: CatalogDB, tracks: dict[int, TrackRow],
+                     settings: IndexSettings, batch_size: int, reference: bool) -> GradientSource:
+    names = gradient_names(adapter)
+    if reference:
+        return GradientSource(adapter, names, settings.seed, settings.draws, None, batch_size)
+    first = db.segments(db.shards()[0])[0]
+    with safe_open(str(out / shard_name(first.shard)), "pt") as fh:
+        latent = fh.get_slice("latents")[0:1]
+    plan = plan_for(adapter, named_parameters(adapter, names), latent, segment_conditioning(tracks[first.track_id], first),
+                    segment_stream(first.segment_id), seed=settings.seed, draws=settings.draws)
+    agreed = distributed.agree_min(0 if plan.recompute else plan.batch)  # every rank groups segments alike
+    return GradientSource(adapter, names, settings.seed, settings.draws,
+                          GradientPlan(max(1, agreed), agreed == 0), batch_size)
+
+
+def _build_fisher(source: GradientSource, out: Path, meta: IndexMeta, rows: list[SegmentRow],
+                  tracks: dict[int, TrackRow], settings: IndexSettings) -> dict[int, GradientChunk]:
+    """F over the seeded sample, computed in chunks (resumable, spread over ranks) and merged in chunk order.
+
+    Returns the sample's one-segment gradient chunks by segment id when the source keeps them, else {}."""
     ids = fisher_sample([s.segment_id for s in rows], settings.fisher_segments, settings.seed)
     by_id = {s.segment_id: s for s in rows}
-    names = adapter.parameter_groups()["blocks"]
+    names = source.adapter.parameter_groups()["blocks"]
     chunks = [ids[i:i + FISHER_CHUNK] for i in range(0, len(ids), FISHER_CHUNK)]
     todo = [j for j in range(len(chunks)) if not (out / _fisher_part(j)).is_file()]
     mine = distributed.mine(todo)
+    keep = source.keeps_fisher_sample(len(ids))
+    kept: dict[int, GradientChunk] = {}
     with task("fisher", sum(len(chunks[j]) for j in mine)) as advance:
         for j in mine:
             chunk = chunks[j]
             conds = [segment_conditioning(tracks[by_id[i].track_id], by_id[i]) for i in chunk]
-            part = diagonal_fisher(adapter, _gather_latents(out, chunk, by_id), conds,
-                                   [segment_stream(i) for i in chunk], names, seed=settings.seed,
-                                   draws=settings.draws, advance=advance)
+            grads = source.gradients(_gather_latents(out, chunk, by_id), conds, [segment_stream(i) for i in chunk], advance)
+            sums = fisher_sums(_keeping(grads, chunk, kept) if keep else grads, source.names, names)
+            part = {n: t / max(1, len(chunk)) for n, t in sums.items()}
             write_tensors(out / _fisher_part(j), part, {"fingerprint": meta.fingerprint})
     distributed.barrier()
     if distributed.is_main():
@@ -263,6 +368,14 @@ def _build_fisher(adapter: ModelAdapter, out: Path, meta: IndexMeta, rows: list[
         for j in range(len(chunks)):
             (out / _fisher_part(j)).unlink()
     distributed.barrier()
+    return kept
+
+
+def _keeping(chunks: Iterator[GradientChunk], ids: list[int], kept: dict[int, GradientChunk]) -> Iterator[GradientChunk]:
+    """Pass one-segment chunks through, keeping each under its segment id."""
+    for sid, chunk in zip(ids, chunks):
+        kept[sid] = chunk
+        yield chunk
 
 
 def _fisher_part(chunk: int) -> str:
@@ -282,27 +395,36 @@ def _gather_latents(out: Path, ids: list[int], by_id: dict[int, SegmentRow]) -> 
     return torch.stack([order[i] for i in ids])
 
 
-def _build_sensitivities(adapter: ModelAdapter, out: Path, meta: IndexMeta, db: CatalogDB,
-                         tracks: dict[int, TrackRow], settings: IndexSettings) -> None:
-    todo = distributed.mine([k for k in db.shards() if not (out / sensitivity_name(k)).is_file()])
+def _build_statistics(source: GradientSource, out: Path, meta: IndexMeta, db: CatalogDB,
+                      tracks: dict[int, TrackRow], settings: IndexSettings, kept: dict[int, GradientChunk]) -> None:
+    todo = distributed.mine([k for k in db.shards() if not _statistics_done(out, k)])
     if not todo:
         return
+    adapter = source.adapter
     fisher = load_file(str(out / "fisher.safetensors"))
     groups = adapter.parameter_groups()
     sketch = None
     if uses_gradients(get_embedder_spec(settings.embedder)):
         sketch = sketch_for_model(adapter.module, groups["blocks"], fisher,
                                   group_damping(fisher, groups["blocks"], settings.damping), seed=settings.seed)
-    with task("sensitivities", sum(len(db.segments(k)) for k in todo)) as advance:
+    with task("baseline + sensitivities", sum(len(db.segments(k)) for k in todo)) as advance:
         for k in todo:
             rows = db.segments(k)
             with safe_open(str(out / shard_name(k)), "pt") as fh:
                 latents = fh.get_tensor("latents")
             conds = [segment_conditioning(tracks[s.track_id], s) for s in rows]
-            sens = sensitivities(adapter, latents, conds, [segment_stream(s.segment_id) for s in rows], groups, fisher,
-                                 damping=settings.damping, seed=settings.seed, draws=settings.draws, advance=advance,
-                                 sketch=sketch)
-            write_tensors(out / sensitivity_name(k), sens, {"fingerprint": meta.fingerprint})
+            stats = source.statistics(latents, conds, [segment_stream(s.segment_id) for s in rows], groups, fisher,
+                                      settings.damping, sketch, [kept.pop(s.segment_id, None) for s in rows], advance)
+            write_tensors(out / sensitivity_name(k), stats, {"fingerprint": meta.fingerprint})
+
+
+def _statistics_done(out: Path, shard: int) -> bool:
+    """A statistics file with its baseline (one written before the baseline moved here is redone)."""
+    path = out / sensitivity_name(shard)
+    if not path.is_file():
+        return False
+    with safe_open(str(path), "pt") as fh:
+        return "baseline" in fh.keys()
 
 
 def _finalize(out: Path, meta: IndexMeta, db: CatalogDB, sketched: bool) -> None:
@@ -316,9 +438,9 @@ def _finalize(out: Path, meta: IndexMeta, db: CatalogDB, sketched: bool) -> None
     for k in shards:
         with safe_open(str(out / shard_name(k)), "pt") as fh:
             ids.append(fh.get_tensor("segment_ids"))
-            base.append(fh.get_tensor("baseline"))
         with safe_open(str(out / sensitivity_name(k)), "pt") as fh:
-            sens.append({g: fh.get_tensor(g) for g in fh.keys() if g != "sketch"})
+            base.append(fh.get_tensor("baseline"))
+            sens.append({g: fh.get_tensor(g) for g in fh.keys() if g not in ("sketch", "baseline")})
     seg_ids = torch.cat(ids)
     merged = {"segment_ids": seg_ids, "losses": torch.cat(base)}
     merged.update({f"sensitivity.{g}": torch.cat([s[g] for s in sens]) for g in sens[0]})
