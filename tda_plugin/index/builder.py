@@ -9,7 +9,9 @@ Stages, each checking the one before it and skipping finished work:
 4. ``sensitivity`` per shard: each segment's preconditioned gradient norm per parameter subset and,
                 for the ``gradient_sketch`` embedder, its sketch, from one backward pass per segment;
 5. ``finalize`` baseline.safetensors, vectors.faiss (streamed shard by shard), then index.json with
-                ``complete: true``.
+                ``complete: true`` and every other file's size and sha256 (index/verify.py).
+Rerunning the build on a finished index first verifies those checksums and deletes what is damaged
+(and what was derived from it), so the same command repairs it.
 Every stage is deterministic, so a resumed build ends identical to an uninterrupted one. Under
 torchrun, shards, Fisher chunks and sensitivity shards are dealt out round-robin across ranks
 (tda_plugin/distributed.py); each unit is computed exactly as one process would, so the index is
@@ -34,7 +36,7 @@ from .. import distributed
 from ..adapter import Conditioning, ModelAdapter
 from ..atomic import write_json, write_tensors
 from ..catalog import catalog_csv, read_catalog
-from ..errors import AudioError, CatalogError, IndexMismatchError
+from ..errors import AudioError, CatalogError, IndexDamagedError, IndexMismatchError
 from ..embedders import uses_gradients
 from ..fisher import diagonal_fisher, group_damping, sensitivities
 from ..progress import task
@@ -43,8 +45,9 @@ from ..registry import get_embedder_spec
 from ..scoring import losses
 from ..settings import IndexSettings
 from ..sketch import for_model as sketch_for_model
-from . import vectors
+from . import vectors, verify
 from .catalog_db import CatalogDB, SegmentRow, TrackRow
+from .paths import portable
 from .store import INDEX_FILES, Index, IndexMeta, read_meta, sensitivity_name, shard_name
 
 log = logging.getLogger(__name__)
@@ -64,13 +67,14 @@ class BuildReport:
 
 
 def _meta(adapter: ModelAdapter, checkpoint: Path, model_config: Path | None, corpus: Path,
-          settings: IndexSettings) -> IndexMeta:
+          settings: IndexSettings, out: Path) -> IndexMeta:
     seg = adapter.default_segment_samples() if settings.segment_seconds is None else \
         adapter.valid_segment_samples(int(round(settings.segment_seconds * adapter.sample_rate)))
-    return IndexMeta(adapter=adapter.name, fingerprint=adapter.fingerprint, checkpoint=str(Path(checkpoint).resolve()),
-                     model_config=str(Path(model_config).resolve()) if model_config else None,
+    return IndexMeta(adapter=adapter.name, fingerprint=adapter.fingerprint, checkpoint=portable(checkpoint, out),
+                     model_config=portable(model_config, out) if model_config else None,
                      sample_rate=adapter.sample_rate, channels=adapter.channels, segment_samples=seg,
-                     settings=settings.to_dict(), corpus=str(Path(corpus).resolve()), corpus_hash=_corpus_hash(corpus))
+                     settings=settings.to_dict(), corpus=portable(corpus, out), corpus_hash=_corpus_hash(corpus),
+                     origin=str(Path(out).resolve()))
 
 
 def _corpus_hash(corpus: Path) -> str:
@@ -89,19 +93,43 @@ def _remove_index(out: Path) -> None:
 
 def _start(out: Path, meta: IndexMeta, overwrite: bool) -> IndexMeta:
     """Resume a build with the same identity, refuse a different one unless ``overwrite``."""
+    old = None
     if (out / "index.json").is_file():
-        old = read_meta(out)
+        try:
+            old = read_meta(out)
+        except IndexDamagedError:
+            if not overwrite:
+                raise
+            _remove_index(out)
+    if old is not None:
         if old.identity() != meta.identity():
             if not overwrite:
                 diff = [k for k in meta.identity() if meta.identity()[k] != old.identity()[k]]
                 raise IndexMismatchError(f"{out} holds an index built with other {', '.join(diff)}; "
                                          "use another --out or pass --overwrite")
             _remove_index(out)
-        else:
+        else:  # where the model and the index are now (not part of the identity)
+            old.checkpoint, old.model_config, old.origin = meta.checkpoint, meta.model_config, meta.origin
             return old
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "index.json", meta.to_dict())
     return meta
+
+
+def _remove_damaged(out: Path, meta: IndexMeta) -> bool:
+    """On a finished index, delete damaged files and what derives from them; True: start over."""
+    if not (meta.complete and meta.files):
+        return False
+    problems = verify.verify(out)
+    for p in problems:
+        log.warning("%s: %s; rebuilding it", out / p.name, p.what)
+    stale = verify.stale_files(out, meta, problems)
+    if stale == ["*"]:
+        _remove_index(out)
+        return True
+    for name in stale:
+        (out / name).unlink(missing_ok=True)
+    return False
 
 
 def _plan_catalog(db: CatalogDB, corpus: Path, meta: IndexMeta, shard_size: int) -> None:
@@ -183,9 +211,11 @@ def build_index(corpus: Path, out: Path, adapter: ModelAdapter, *, checkpoint: P
     out = Path(out)
     distributed.init_from_env()
     get_embedder_spec(settings.embedder)  # fail before any work on an unknown name
-    new = _meta(adapter, checkpoint, model_config, corpus, settings)
+    new = _meta(adapter, checkpoint, model_config, corpus, settings, out)
     if distributed.is_main():  # rank 0 writes index.json and plans the catalogue; the others then agree
         meta = _start(out, new, overwrite)
+        if _remove_damaged(out, meta):
+            meta = _start(out, new, overwrite)
     distributed.barrier()
     if not distributed.is_main():
         meta = _start(out, new, overwrite=False)
@@ -333,4 +363,5 @@ def _finalize(out: Path, meta: IndexMeta, db: CatalogDB, sketched: bool) -> None
     first = next(iter(chunks()))[0]
     vectors.save(vectors.build_streaming(len(seg_ids), first.shape[1], chunks), out / "vectors.faiss")
     meta.complete = True
+    meta.files = verify.manifest(out)
     write_json(out / "index.json", meta.to_dict())

@@ -1,0 +1,68 @@
+"""How long attributing a clip will take, said before it starts.
+
+One forward pass over one index segment's draws is timed on the loaded model; the stages then scale
+with the rows they run: unlearning ``windows × unlearn_draws × steps`` rows forward and backward (about
+three forward passes' worth each), scoring ``candidates × draws`` rows forward. It is an estimate
+(batching, caches and other load move it); docs/reliability.md compares it with measured times.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+#: a backward pass costs about twice a forward pass
+BACKWARD_FACTOR = 3.0
+
+
+@dataclass(frozen=True)
+class Estimate:
+    windows: int
+    unlearn_s: float
+    score_s: float
+
+    @property
+    def total_s(self) -> float:
+        return self.unlearn_s + self.score_s
+
+
+def row_seconds(attributor: Any) -> float:
+    """Seconds per forward row (one segment under one draw) of the loaded model, measured."""
+    from tda_plugin.index.builder import segment_conditioning
+    from tda_plugin.randomness import segment_stream
+    from tda_plugin.scoring import losses
+
+    index = attributor.index
+    sid = min(index.segments)
+    seg = index.segments[sid]
+    latents = index.gather([sid], "latents")
+    cond = [segment_conditioning(index.tracks[seg.track_id], seg)]
+    draws = int(index.meta.settings["draws"])
+    run = lambda: losses(attributor.adapter, latents, cond, [segment_stream(sid)], seed=index.meta.settings["seed"],  # noqa: E731
+                         draws=draws, batch_size=draws)
+    run()  # first call pays for lazy initialisation
+    t0 = time.perf_counter()
+    run()
+    return (time.perf_counter() - t0) / draws
+
+
+def estimate(attributor: Any, duration_s: float, settings: Any, row_s: float) -> Estimate:
+    meta = attributor.index.meta
+    windows = max(1, math.ceil(duration_s / meta.segment_seconds - 1e-9))
+    un = settings.unlearn
+    unlearn_rows = windows * un.unlearn_draws * un.steps
+    scored = settings.candidate_count(len(attributor.index.segments))
+    return Estimate(windows, BACKWARD_FACTOR * unlearn_rows * row_s, scored * int(meta.settings["draws"]) * row_s)
+
+
+def seconds(s: float) -> str:
+    """``0.4 s``, ``42 s``, ``3 min 10 s``, ``1 h 05 min``."""
+    if s < 9.5:
+        return f"{max(s, 0.1):.1f} s"
+    s = round(s)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
