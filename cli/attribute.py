@@ -191,22 +191,24 @@ def _run(audio: list[Path], index: Path, prompt: str | None, prompts: Path | Non
 def _announce(attributor: Any, clips: list[Clip], settings: AttributeSettings, est: Any) -> None:
     """Say up front what is unusual about the clips (no prompt; far longer than a segment; slow), with an estimate."""
     meta = attributor.index.meta
-    row_s = None
     for clip in clips:
         if clip.prompt is None:
             where = "none stored with the clip" if "prompt" in clip.sources else "no --prompt, no --prompts row, none stored with the clip"
             say("warning:", "yellow", f"{clip.path}: no prompt ({where}); attributed unconditioned. A prompted clip's "
                                       "credits depend on its prompt: pass the one it was generated with if you know it")
-        if row_s is None:
-            row_s = est.row_seconds(attributor)
-        e = est.estimate(attributor, clip.duration_s, settings, row_s)
-        if e.windows > LONG_WINDOWS or e.total_s > LONG_SECONDS:
-            say("note:", "cyan", f"{clip.path}: {clip.duration_s:.1f} s is {e.windows} window(s) of the index's "
-                                 f"{meta.segment_seconds:.2f}-s segments; expect about {est.seconds(e.total_s)} "
-                                 f"(unlearn {est.seconds(e.unlearn_s)}, score {est.seconds(e.score_s)})")
-    if len(clips) > 1 and row_s is not None:
-        total = sum(est.estimate(attributor, c.duration_s, settings, row_s).total_s for c in clips)
-        say("note:", "cyan", f"{len(clips)} clips: about {est.seconds(total)} in all")
+    row_s = est.row_seconds(attributor)
+    estimates = [est.estimate(attributor, c.duration_s, settings, row_s) for c in clips]
+    for clip, e in zip(clips, estimates):
+        if e.windows > LONG_WINDOWS:
+            say("note:", "cyan", f"{clip.path}: {clip.duration_s:.1f} s is {e.windows} windows of the index's "
+                                 f"{meta.segment_seconds:.2f}-s segments (the model's training length); expect about "
+                                 f"{est.seconds(e.total_s)} (unlearn {est.seconds(e.unlearn_s)}, score {est.seconds(e.score_s)})")
+    total = sum(e.total_s for e in estimates)
+    if total > LONG_SECONDS and (len(clips) > 1 or estimates[0].windows <= LONG_WINDOWS):
+        one = estimates[0]
+        say("note:", "cyan", f"{len(clips)} clips: expect about {est.seconds(total)} in all" if len(clips) > 1 else
+            f"{clips[0].path}: expect about {est.seconds(total)} (unlearn {est.seconds(one.unlearn_s)}, "
+            f"score {est.seconds(one.score_s)})")
 
 
 def _one(attributor: Any, clip: Clip, settings: AttributeSettings, sinks: list[str], options: Any, run: "_Outputs") -> None:

@@ -31,6 +31,10 @@ def show(audio: Annotated[Path, typer.Argument(help="an attributed audio file")]
     from tda_plugin.report import artists_table, credits_table
     from tda_plugin.sinks.read import read_credits
 
+    if audio.is_dir():
+        from tda_plugin.errors import AudioError
+
+        raise AudioError(f"{audio}: is a directory; `tda credits show` takes one audio file")
     doc, where = read_credits(audio)
     err.print(Text(f"credits from {where}"), soft_wrap=True)
     if as_json:

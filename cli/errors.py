@@ -5,6 +5,7 @@ silenced unless ``-v``) and one progress display (drawn only on a terminal).
 """
 from __future__ import annotations
 
+import errno
 import functools
 import os
 from typing import Any, Callable, TypeVar
@@ -31,6 +32,18 @@ def fail(message: str) -> None:
     say("error:", "bold red", f"{message}  (set TDA_DEBUG=1 for the traceback)")
 
 
+DISK_FULL = ("No space left on device", "database or disk is full", "Disk quota exceeded", "os error 28")
+
+
+def disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what caused it) is a full disk, however the library that hit it words it."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT) or any(s in str(exc) for s in DISK_FULL):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def guarded(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -43,6 +56,13 @@ def guarded(fn: F) -> F:
             if os.environ.get("TDA_DEBUG"):
                 raise
             fail(str(exc))
+            raise typer.Exit(EXIT_INPUT) from None
+        except Exception as exc:
+            if not disk_full(exc) or os.environ.get("TDA_DEBUG"):
+                raise
+            where = f" writing {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
+            fail(f"no space left on the device{where} ({' '.join(str(exc).split())[:200]}); free some space and rerun "
+                 "the same command: finished files are kept (never a partial one), so an index build resumes")
             raise typer.Exit(EXIT_INPUT) from None
         except KeyboardInterrupt:
             say("interrupted", "bold red", "(finished files are kept; rerun the command to go on)")

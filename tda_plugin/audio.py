@@ -150,7 +150,7 @@ def conform(audio: np.ndarray, sample_rate: int, target_rate: int, target_channe
         audio = audio[None]
     if audio.shape[0] != target_channels:
         how = "averaged" if target_channels == 1 else "copied" if audio.shape[0] == 1 else "averaged and copied"
-        changes.append(f"{audio.shape[0]} -> {target_channels} channel(s) ({how})")
+        changes.append(f"{audio.shape[0]} -> {target_channels} channels ({how})")
         mono = audio.mean(axis=0, keepdims=True)
         audio = np.repeat(mono, target_channels, axis=0) if target_channels > 1 else mono
     if sample_rate != target_rate:

@@ -87,7 +87,7 @@ def test_a_header_declaring_hours_in_a_small_file(tmp_path: Path) -> None:
 def test_conform_says_what_it_did() -> None:
     stereo = tone(channels=2)
     mono, changes = audio_io.conform(stereo, 16000, SR, 1)
-    assert mono.shape == (1, SR // 2) and changes == ["2 -> 1 channel(s) (averaged)", "resampled 16000 -> 8000 Hz"]
+    assert mono.shape == (1, SR // 2) and changes == ["2 -> 1 channels (averaged)", "resampled 16000 -> 8000 Hz"]
     same, none = audio_io.conform(tone(), SR, SR, 1)
     assert none == [] and np.array_equal(same, tone())
 
@@ -100,7 +100,7 @@ def test_query_conformed_and_warnings_are_in_the_result(tiny_index: Path) -> Non
     hot = tone(seconds=1.2, amplitude=1.2, channels=2)
     result = att.attribute(hot, 16000, prompt="low hum", settings=settings).to_dict()
     assert result["query"]["conformed"] == {"sample_rate": 16000, "channels": 2,
-                                            "changes": ["2 -> 1 channel(s) (averaged)", "resampled 16000 -> 8000 Hz"]}
+                                            "changes": ["2 -> 1 channels (averaged)", "resampled 16000 -> 8000 Hz"]}
     assert result["query"]["warnings"] == ["peaks at +1.6 dBFS, above full scale; attributed as is"]
     with pytest.raises(AudioError, match="far above full scale"):
         att.attribute(hot * 1e6, 16000, prompt="low hum", settings=settings)

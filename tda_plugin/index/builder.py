@@ -216,6 +216,8 @@ def build_index(corpus: Path, out: Path, adapter: ModelAdapter, *, checkpoint: P
         meta = _start(out, new, overwrite)
         if _remove_damaged(out, meta):
             meta = _start(out, new, overwrite)
+        for stray in [*out.glob(".*.tmp"), *out.glob("shards/.*.tmp")]:  # left by a killed build (atomic.py)
+            stray.unlink()
     distributed.barrier()
     if not distributed.is_main():
         meta = _start(out, new, overwrite=False)
