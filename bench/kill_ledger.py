@@ -63,7 +63,7 @@ def main() -> None:
     rng = random.Random(args.seed)
     args.work.mkdir(parents=True, exist_ok=True)
     ledger = args.work / "credits.sqlite"
-    for p in args.work.glob("credits.sqlite*"):
+    for p in [*args.work.glob("credits.sqlite*"), *args.work.glob("writer-*.log")]:
         p.unlink()
     logs: list[Path] = []
     procs: dict[int, subprocess.Popen] = {}
@@ -74,14 +74,38 @@ def main() -> None:
         procs[slot] = subprocess.Popen([sys.executable, "-c", WRITER, str(ledger), f"w{len(logs) - 1}"], env=env(),
                                        stdout=log.open("w"), stderr=subprocess.DEVNULL, start_new_session=True)
 
+    try:
+        doc = trial(args, ledger, logs, procs, start, rng)
+    finally:
+        for proc in procs.values():  # never leave a writer behind, whatever happened
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    md = (f"# kill -9 during credits-ledger writes\n\n{args.writers} writer processes, {args.kills} SIGKILLs of a random "
+          f"writer at random moments over {doc['seconds']} s (a new writer replaces each).\n\n"
+          f"| attributions committed (reported after the append returned) | in the ledger | committed ones lost | "
+          f"half-written attributions | integrity checks | failed |\n|---|---|---|---|---|---|\n"
+          f"| {doc['committed_attributions']} | {doc['attributions_in_ledger']} | {doc['committed_lost']} | "
+          f"{doc['partial_attributions']} | {doc['integrity_checks']} | {doc['integrity_failures']} |\n\n"
+          "The ledger may hold a few more attributions than were reported: a writer killed between its commit and its print.")
+    write_results("kill_ledger", doc, md)
+
+
+def trial(args: argparse.Namespace, ledger: Path, logs: list[Path], procs: dict, start, rng: random.Random) -> dict:
     for slot in range(args.writers):
         start(slot)
-    time.sleep(8)  # imports; the first rows
+    deadline = time.monotonic() + 300
+    while not any(log.stat().st_size for log in logs) and time.monotonic() < deadline:
+        time.sleep(0.5)  # imports; the first committed rows
     checks = []
     t0 = time.monotonic()
     for k in range(args.kills):
         time.sleep(rng.uniform(0.05, 1.5))
-        slot = rng.randrange(args.writers)
+        writing = [k for k, proc in procs.items() if logs[int(proc.args[-1][1:])].stat().st_size]
+        while not writing:  # kill writers that are writing, not ones still importing
+            time.sleep(0.2)
+            writing = [k for k, proc in procs.items() if logs[int(proc.args[-1][1:])].stat().st_size]
+        slot = rng.choice(writing)
         os.killpg(procs[slot].pid, signal.SIGKILL)
         procs[slot].wait()
         integrity, rows = check(ledger)  # the others keep writing meanwhile
@@ -94,19 +118,12 @@ def main() -> None:
     integrity, rows = check(ledger)
     committed = [line for log in logs for line in log.read_text().splitlines() if line]
     lost = [tag for tag in committed if rows.get(tag) != CREDITS]
-    doc = {"machine": machine(), "writers": args.writers, "kills": args.kills, "seconds": round(time.monotonic() - t0, 1),
-           "committed_attributions": len(committed), "attributions_in_ledger": len(rows),
-           "committed_lost": len(lost), "lost": lost[:20], "partial_attributions": sum(n != CREDITS for n in rows.values()),
-           "integrity_checks": len(checks) + 1, "integrity_failures": sum(c["integrity"] != "ok" for c in checks) + (integrity != "ok"),
-           "final_integrity": integrity, "checks": checks}
-    md = (f"# kill -9 during credits-ledger writes\n\n{args.writers} writer processes, {args.kills} SIGKILLs of a random "
-          f"writer at random moments over {doc['seconds']} s (a new writer replaces each).\n\n"
-          f"| attributions committed (reported after the append returned) | in the ledger | committed ones lost | "
-          f"half-written attributions | integrity checks | failed |\n|---|---|---|---|---|---|\n"
-          f"| {len(committed)} | {len(rows)} | {len(lost)} | {doc['partial_attributions']} | {doc['integrity_checks']} | "
-          f"{doc['integrity_failures']} |\n\nThe ledger may hold a few more attributions than were reported: a writer "
-          "killed between its commit and its print.")
-    write_results("kill_ledger", doc, md)
+    return {"machine": machine(), "writers": args.writers, "kills": args.kills, "seconds": round(time.monotonic() - t0, 1),
+            "committed_attributions": len(committed), "attributions_in_ledger": len(rows),
+            "committed_lost": len(lost), "lost": lost[:20], "partial_attributions": sum(n != CREDITS for n in rows.values()),
+            "integrity_checks": len(checks) + 1,
+            "integrity_failures": sum(c["integrity"] != "ok" for c in checks) + (integrity != "ok"),
+            "final_integrity": integrity, "checks": checks}
 
 
 if __name__ == "__main__":

@@ -56,8 +56,11 @@ def write_data(text: str) -> None:
 @contextlib.contextmanager
 def session() -> Iterator[None]:
     """Run one command: consoles pinned to the current streams; third-party output silenced unless verbose."""
-    saved = out._file, err._file  # noqa: SLF001 — Rich's public setter has no getter for "unset"
-    out.file, err.file = sys.stdout, sys.stderr
+    from tda_plugin import progress
+
+    consoles = (out, err, progress.stderr)
+    saved = [c._file for c in consoles]  # noqa: SLF001 — Rich's public setter has no getter for "unset"
+    out.file, err.file, progress.stderr.file = sys.stdout, sys.stderr, sys.stderr
     try:
         if verbose:
             yield
@@ -67,4 +70,5 @@ def session() -> Iterator[None]:
             warnings.simplefilter("ignore")
             yield
     finally:
-        out._file, err._file = saved  # noqa: SLF001
+        for console, file in zip(consoles, saved):
+            console._file = file  # noqa: SLF001

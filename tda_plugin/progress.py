@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 Advance = Callable[[int], None]
 
+#: where the library's own progress and notes go; the CLI pins it to the real stderr for each command
+stderr = Console(stderr=True, highlight=False)
+
 
 class _Count(ProgressColumn):
     """``done/total`` for counted stages, nothing for open-ended ones (loading a model, one backward pass)."""
@@ -99,8 +102,8 @@ def stage(name: str, total: int | None = None) -> Iterator[Advance]:
     description = f"{_label}: {name}" if _label else name
     t0 = time.monotonic()
     own = None
-    if _active is None and total and enabled_for(Console(stderr=True)):
-        own = _progress(Console(stderr=True))
+    if _active is None and total and enabled_for(stderr):
+        own = _progress(stderr)
         own.start()
     bar = _active or own
     tid = bar.add_task(description, total=total) if bar is not None else None
