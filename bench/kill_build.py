@@ -112,11 +112,16 @@ def main() -> None:
         temporaries = len(list(idx.glob(".*.tmp")) + list(idx.glob("shards/.*.tmp")))
         t1 = time.monotonic()
         resumed = run("index", "build", catalogue, "--out", idx, "--ckpt", ckpt, *BUILD_ARGS)
-        identical = resumed.returncode == 0 and digest(idx) == expected
+        found = digest(idx)
+        identical = resumed.returncode == 0 and found == expected
+        differing = sorted(n for n in set(found) | set(expected) if found.get(n) != expected.get(n))
+        if not identical:  # kept for a look
+            shutil.rmtree(args.work / f"mismatch-{i}", ignore_errors=True)
+            shutil.copytree(idx, args.work / f"mismatch-{i}")
         trials.append({"trial": i, "target": target, "kill_at_s": round(at, 2), "stage_at_kill": stage,
                        "killed": not finished_first, "temporaries_left": temporaries, "resume_rc": resumed.returncode,
                        "resume_s": round(time.monotonic() - t1, 1), "identical": identical,
-                       **({} if identical else {"stderr": resumed.stderr[-2000:]})})
+                       **({} if identical else {"differing": differing, "stderr": resumed.stderr[-2000:]})})
         print(trials[-1], flush=True)
     covered = sorted({t["stage_at_kill"] for t in trials if t["killed"]}, key=(STAGES + ["done"]).index)
     doc = {"machine": machine(), "reference_s": round(total, 1), "stage_starts_s": {s: round(t, 2) for s, t in starts},

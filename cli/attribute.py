@@ -168,10 +168,11 @@ def _run(audio: list[Path], index: Path, prompt: str | None, prompts: Path | Non
     if todo:
         with progress.stage("load model"):
             attributor = Attributor.from_index(opened, device=device_name(device), checkpoint=ckpt, model_config=model_config)
-        _announce(attributor, todo, settings, est)
+        estimates = _announce(attributor, todo, settings, est)
         with progress.stage("clips", len(todo)) as advance:
-            for clip in todo:
-                _one(attributor, clip, settings, sinks, options, run)
+            for clip, e in zip(todo, estimates):
+                with progress.expected(unlearn=e.unlearn_s):
+                    _one(attributor, clip, settings, sinks, options, run)
                 advance(1)
     run.write(final=True)
     failed = [c for c in clips if c.error]
@@ -188,8 +189,9 @@ def _run(audio: list[Path], index: Path, prompt: str | None, prompts: Path | Non
         raise typer.Exit(EXIT_VETOED)
 
 
-def _announce(attributor: Any, clips: list[Clip], settings: AttributeSettings, est: Any) -> None:
-    """Say up front what is unusual about the clips (no prompt; far longer than a segment; slow), with an estimate."""
+def _announce(attributor: Any, clips: list[Clip], settings: AttributeSettings, est: Any) -> list[Any]:
+    """Say up front what is unusual about the clips (no prompt; far longer than a segment; slow), with an estimate;
+    returns each clip's estimate."""
     meta = attributor.index.meta
     for clip in clips:
         if clip.prompt is None:
@@ -209,6 +211,7 @@ def _announce(attributor: Any, clips: list[Clip], settings: AttributeSettings, e
         say("note:", "cyan", f"{len(clips)} clips: expect about {est.seconds(total)} in all" if len(clips) > 1 else
             f"{clips[0].path}: expect about {est.seconds(total)} (unlearn {est.seconds(one.unlearn_s)}, "
             f"score {est.seconds(one.score_s)})")
+    return estimates
 
 
 def _one(attributor: Any, clip: Clip, settings: AttributeSettings, sinks: list[str], options: Any, run: "_Outputs") -> None:

@@ -60,12 +60,6 @@ def estimate(attributor: Any, duration_s: float, settings: Any, row_s: float) ->
 
 
 def seconds(s: float) -> str:
-    """``0.4 s``, ``42 s``, ``3 min 10 s``, ``1 h 05 min``."""
-    if s < 9.5:
-        return f"{max(s, 0.1):.1f} s"
-    s = round(s)
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    from tda_plugin.progress import duration
+
+    return duration(s)

@@ -54,6 +54,20 @@ def enabled_for(console: Console) -> bool:
 
 _active: Progress | None = None
 _label = ""
+#: expected seconds of coming stages, by name (shown beside an open-ended stage, which has no ETA of its own)
+_expected: dict[str, float] = {}
+
+
+def duration(seconds: float) -> str:
+    """``0.4 s``, ``42 s``, ``3 min 10 s``, ``1 h 05 min``."""
+    if seconds < 9.5:
+        return f"{max(seconds, 0.1):.1f} s"
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
 @contextlib.contextmanager
@@ -97,9 +111,23 @@ def label(text: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def expected(**seconds: float) -> Iterator[None]:
+    """Within the block, stages of these names show how long they are expected to take (e.g. ``unlearn=150``)."""
+    saved = dict(_expected)
+    _expected.update(seconds)
+    try:
+        yield
+    finally:
+        _expected.clear()
+        _expected.update(saved)
+
+
+@contextlib.contextmanager
 def stage(name: str, total: int | None = None) -> Iterator[Advance]:
     """Report one stage; yields ``advance(n)``. ``total=None``: open-ended (a spinner and the elapsed time)."""
     description = f"{_label}: {name}" if _label else name
+    if total is None and name in _expected:
+        description += f" (about {duration(_expected[name])})"
     t0 = time.monotonic()
     own = None
     if _active is None and total and enabled_for(stderr):
@@ -114,7 +142,7 @@ def stage(name: str, total: int | None = None) -> Iterator[Advance]:
             bar.remove_task(tid)
         if own is not None:
             own.stop()
-        log.info("%s: %.1f s", description, time.monotonic() - t0)
+        log.info("%s%s: %.1f s", _label + ": " if _label else "", name, time.monotonic() - t0)
 
 
 def task(description: str, total: int) -> contextlib.AbstractContextManager[Advance]:

@@ -145,3 +145,19 @@ def test_a_moved_project_folder_still_attributes(tmp_path: Path, tiny_model: tup
     other, _ = random_model(tiny_config(["low hum", "high beep"]), tmp_path / "other", seed=1)
     r = runner.invoke(app, ["attribute", *args, "--ckpt", str(other)])
     assert r.exit_code == 3 and "another model" in one_error_line(r.stderr)
+
+
+def test_safetensors_files_are_byte_identical_across_processes(tmp_path: Path) -> None:
+    """safetensors orders several metadata keys by a per-process hash; write_tensors makes the bytes canonical
+    (the Fisher's two keys made rebuilt indexes differ: bench/kill_build.py found it)."""
+    import hashlib
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from pathlib import Path; from tda_plugin.atomic import write_tensors; "
+            "write_tensors(Path(sys.argv[1]), {'w': torch.arange(6.0)}, {'fingerprint': 'f', 'segments': '4', 'z': 'x'})")
+    digests = set()
+    for k in range(3):  # without the fix, three processes agree on the order of 3 keys 1 time in 36
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / f"{k}.safetensors")], check=True)
+        digests.add(hashlib.sha256((tmp_path / f"{k}.safetensors").read_bytes()).hexdigest())
+    assert len(digests) == 1

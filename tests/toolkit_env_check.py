@@ -31,9 +31,13 @@ def generate(config_path: Path, out: Path) -> None:
     from stable_audio_tools.inference.generation import generate_diffusion_cond
 
     config = json.loads(config_path.read_text())
-    audio = generate_diffusion_cond(model(config_path), steps=3, cfg_scale=1.0, seed=0, device="cpu",
-                                    sample_size=config["sample_size"], batch_size=1,
-                                    conditioning=[{"prompt": "low hum", "seconds_start": 0, "seconds_total": 2}])
+    built = model(config_path)
+    # latents, decoded here: the wavelet pretransform has no parameters, which the toolkit's own decode step needs
+    latents = generate_diffusion_cond(built, steps=3, cfg_scale=1.0, seed=0, device="cpu", return_latents=True,
+                                      sample_size=config["sample_size"], batch_size=1,
+                                      conditioning=[{"prompt": "low hum", "seconds_start": 0, "seconds_total": 2}])
+    with torch.no_grad():
+        audio = built.pretransform.decode(latents)
     np.save(out, audio.detach().float().numpy())
 
 

@@ -218,6 +218,9 @@ def build_index(corpus: Path, out: Path, adapter: ModelAdapter, *, checkpoint: P
             meta = _start(out, new, overwrite)
         for stray in [*out.glob(".*.tmp"), *out.glob("shards/.*.tmp")]:  # left by a killed build (atomic.py)
             stray.unlink()
+        if (out / "fisher.safetensors").is_file():  # a build killed after merging the Fisher, before deleting its parts
+            for part in out.glob("shards/fisher-part-*.safetensors"):
+                part.unlink()
     distributed.barrier()
     if not distributed.is_main():
         meta = _start(out, new, overwrite=False)
