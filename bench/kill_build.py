@@ -5,8 +5,9 @@ byte-identical to an uninterrupted one (docs/reliability.md).
 
 An uninterrupted reference build is timed while its directory is polled, which gives each stage's time
 window (start, catalog, shards, fisher, sensitivities, finalize). Each trial picks a stage in turn and a
-uniformly random moment inside its window, starts the same build, SIGKILLs its whole process group at that
-moment, records the stage the directory shows, reruns the command to completion and compares every file
+uniformly random moment inside its window, starts the same build, waits until the directory shows that
+stage (start-up takes a varying time on a busy machine), waits the random offset into it, SIGKILLs the
+build's whole process group, records the stage the directory shows, reruns the command to completion and compares every file
 (sha256, temporaries included) with the reference. Writes bench/results/kill_build.{json,md}.
 """
 from __future__ import annotations
@@ -48,6 +49,11 @@ def stage_of(idx: Path, shards: int) -> str:
     if len(list(idx.glob("shards/sens-*.safetensors"))) < shards:
         return "sensitivities"
     return "finalize"
+
+
+def reached(idx: Path, shards: int, target: str) -> bool:
+    stage = stage_of(idx, shards)
+    return stage == "done" or STAGES.index(stage) >= STAGES.index(target)
 
 
 def build_command(catalogue: Path, idx: Path, ckpt: Path) -> list[str]:
@@ -102,8 +108,15 @@ def main() -> None:
         proc = subprocess.Popen(build_command(catalogue, idx, ckpt), env=env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
         t0 = time.monotonic()
-        while time.monotonic() - t0 < at and proc.poll() is None:
-            time.sleep(0.005)
+        if target == "start":  # a moment before anything is written
+            while time.monotonic() - t0 < at and proc.poll() is None:
+                time.sleep(0.005)
+        else:  # start-up time varies by tens of seconds on a busy machine: wait for the stage, then a random part of it
+            while proc.poll() is None and not reached(idx, shards, target):
+                time.sleep(0.01)
+            t1 = time.monotonic()
+            while time.monotonic() - t1 < at - lo and proc.poll() is None:
+                time.sleep(0.005)
         finished_first = proc.poll() is not None
         if not finished_first:
             os.killpg(proc.pid, signal.SIGKILL)

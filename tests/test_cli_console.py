@@ -67,3 +67,32 @@ def test_help_and_version_import_nothing_heavy() -> None:
             "'safetensors', 'stable_audio_tools') if m in sys.modules]; print(heavy)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_full_disk_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """However the library that hit it words it, a full disk is one line and exit 3 (bench/full_disk.py: the real thing)."""
+    import errno
+    import sqlite3
+
+    from safetensors import SafetensorError
+
+    from tda_plugin import atomic
+    from tda_plugin.cli.errors import disk_full
+
+    assert disk_full(OSError(errno.ENOSPC, "No space left on device", "x"))
+    assert disk_full(sqlite3.OperationalError("database or disk is full"))
+    assert disk_full(SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "
+                                     "\"No space left on device\" })"))
+    assert not disk_full(OSError(errno.EACCES, "Permission denied"))
+
+    def full(target: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    from tda_plugin.sinks.ledger import Ledger
+
+    Ledger(tmp_path / "ledger.sqlite").close()  # an existing, empty ledger to export
+    monkeypatch.setattr(atomic, "write_bytes", full)
+    monkeypatch.setenv("TDA_LEDGER", str(tmp_path / "ledger.sqlite"))
+    r = runner.invoke(app, ["credits", "export", "--out", str(tmp_path / "out.csv")])
+    assert r.exit_code == 3 and r.stderr.count("\n") == 1
+    assert r.stderr.startswith("error: no space left on the device writing") and "rerun" in r.stderr
