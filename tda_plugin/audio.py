@@ -58,7 +58,7 @@ def probe(path: Path) -> AudioInfo:
     try:
         info = sf.info(str(path))
     except Exception as exc:  # soundfile raises several types for corrupt data
-        raise AudioError(f"{path}: cannot decode audio ({_reason(exc)})") from None
+        raise AudioError(f"{path}: cannot decode audio ({_reason(exc, path)})") from None
     if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
         raise AudioError(f"{path}: its header declares a sample rate of {info.samplerate} Hz, outside "
                          f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz (a damaged header?)")
@@ -72,9 +72,13 @@ def probe(path: Path) -> AudioInfo:
     return AudioInfo(info.samplerate, info.channels, info.frames)
 
 
-def _reason(exc: Exception) -> str:
-    """libsndfile's message on one line (it sometimes spans several)."""
-    return " ".join(str(exc).split()) or type(exc).__name__
+def _reason(exc: Exception, path: Path) -> str:
+    """libsndfile's message on one line (it sometimes spans several). For a file it cannot make sense of, it
+    says the file "does not exist or is not a regular file"; say what is true instead."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if "does not exist or is not a regular file" in text and path.is_file():
+        return f"not a format libsndfile recognises, or its header is damaged; {path.stat().st_size} bytes"
+    return text
 
 
 def load(path: Path) -> tuple[np.ndarray, int]:
@@ -88,16 +92,19 @@ def load(path: Path) -> tuple[np.ndarray, int]:
     blocks, frames = [], 0
     try:
         with sf.SoundFile(str(path)) as fh:
-            for block in fh.blocks(BLOCK_FRAMES, dtype="float32", always_2d=True):
+            while True:  # explicit block sizes: libsndfile calls some formats (XI) unseekable, and those need them
+                block = fh.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
                 blocks.append(block)
                 frames += len(block)
                 if frames > limit:
                     raise AudioError(f"{path}: longer than the {MAX_SECONDS / 3600:g} h tda attributes at once; "
                                      "cut it into shorter clips")
+                if len(block) < BLOCK_FRAMES:
+                    break
     except AudioError:
         raise
     except Exception as exc:
-        raise AudioError(f"{path}: cannot decode audio ({_reason(exc)})") from None
+        raise AudioError(f"{path}: cannot decode audio ({_reason(exc, Path(path))})") from None
     if frames == 0:
         raise AudioError(f"{path}: audio is empty")
     data = np.ascontiguousarray(np.concatenate(blocks).T)

@@ -102,9 +102,9 @@ def _start(out: Path, meta: IndexMeta, overwrite: bool) -> IndexMeta:
                 raise
             _remove_index(out)
     if old is not None:
-        if old.identity() != meta.identity():
+        if old.identity(out) != meta.identity(out):
             if not overwrite:
-                diff = [k for k in meta.identity() if meta.identity()[k] != old.identity()[k]]
+                diff = [k for k in meta.identity() if meta.identity(out)[k] != old.identity(out)[k]]
                 raise IndexMismatchError(f"{out} holds an index built with other {', '.join(diff)}; "
                                          "use another --out or pass --overwrite")
             _remove_index(out)

@@ -66,10 +66,12 @@ class IndexMeta:
     def index_settings(self) -> IndexSettings:
         return IndexSettings(**self.settings)
 
-    def identity(self) -> dict[str, Any]:
-        """The fields that must agree for a build to resume (or an index to be reused)."""
+    def identity(self, root: Path | None = None) -> dict[str, Any]:
+        """The fields that must agree for a build to resume (or an index to be reused). With the index's ``root``
+        the corpus is compared as the place it names, so a relative and an absolute spelling of it agree."""
+        corpus = str(resolve(self.corpus, root, self.origin or None)) if root is not None else self.corpus
         return {"schema": self.schema, "adapter": self.adapter, "fingerprint": self.fingerprint,
-                "segment_samples": self.segment_samples, "settings": self.settings, "corpus": self.corpus,
+                "segment_samples": self.segment_samples, "settings": self.settings, "corpus": corpus,
                 "corpus_hash": self.corpus_hash}
 
     def to_dict(self) -> dict[str, Any]:
