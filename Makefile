@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
 
-.PHONY: demo test venv clean
+.PHONY: demo test toolkit-env venv clean
 
 $(BIN)/tda: pyproject.toml requirements/constraints.txt requirements/toolkits.txt requirements/toolkits-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+# README's install lines in a fresh `pip install stable-audio-tools` venv (slow, downloads; not part of `make test`)
+toolkit-env: venv
+	$(BIN)/python -m pytest -q -m toolkit_env tests/test_toolkit_env.py
 
 clean:
 	rm -rf $(VENV) demo-out

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from tda_plugin.adapter import Conditioning
-from tda_plugin.errors import CheckpointError, MissingDependencyError
+from tda_plugin.errors import CheckpointError, import_failure
 from tda_plugin.hookspecs import hookimpl
 from tda_plugin.randomness import Draws
 from tda_plugin.registry import AdapterSpec
@@ -34,7 +34,7 @@ from .audiocraft_losses import ConditionTensors, condition_groups, magnet_loss, 
 log = logging.getLogger(__name__)
 
 NAME = "audiocraft"
-REQUIREMENT = "audiocraft 1.3 (pip install --no-deps audiocraft==1.3.0 xformers, then -r requirements/toolkits.txt)"
+REQUIREMENT = "pip install --no-deps audiocraft==1.3.0 xformers, then the packages of README: Install"
 LM_FILE, COMPRESSION_FILE = "state_dict.bin", "compression_state_dict.bin"
 #: Hugging Face files each pretrained piece loads (alternatives separated by "|")
 T5_FILES = ("config.json", "spiece.model|tokenizer.json", "model.safetensors|pytorch_model.bin")
@@ -63,7 +63,7 @@ def toolkit() -> SimpleNamespace:
             from audiocraft.modules import conditioners
             from audiocraft.modules.transformer import set_efficient_attention_backend
     except ImportError as exc:
-        raise MissingDependencyError(f"the audiocraft adapter needs {REQUIREMENT}: {exc}") from None
+        raise import_failure(exc, "audiocraft", "audiocraft", REQUIREMENT) from None
     return SimpleNamespace(builders=builders, loaders=loaders, MagnetLMModel=MagnetLMModel, conditioners=conditioners,
                            set_efficient_attention_backend=set_efficient_attention_backend)
 

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import torch
 
 from tda_plugin.adapter import Conditioning
-from tda_plugin.errors import CheckpointError, MissingDependencyError, TdaError
+from tda_plugin.errors import CheckpointError, TdaError, import_failure
 from tda_plugin.hookspecs import hookimpl
 from tda_plugin.randomness import Draws
 from tda_plugin.registry import AdapterSpec
@@ -32,7 +32,7 @@ from tda_plugin.registry import AdapterSpec
 log = logging.getLogger(__name__)
 
 NAME = "stable-audio"
-REQUIREMENT = "stable-audio-tools (pip install 'tda-plugin[stable-audio]')"
+REQUIREMENT = "pip install stable-audio-tools 'setuptools<81' (README: Install)"
 
 
 def _toolkit() -> Any:
@@ -45,7 +45,7 @@ def _toolkit() -> Any:
             import stable_audio_tools.models.utils as utils
             import stable_audio_tools.inference.sampling as sampling
     except ImportError as exc:
-        raise MissingDependencyError(f"the stable-audio adapter needs {REQUIREMENT}: {exc}") from None
+        raise import_failure(exc, "stable-audio-tools", "stable_audio_tools", REQUIREMENT) from None
     return factory, utils, sampling
 
 

@@ -8,15 +8,14 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .console import out, write_data
 from .errors import err, guarded
 
 credits_app = typer.Typer(help="Read credits back: from an audio file's tags or sidecar, or from the ledger.",
                           no_args_is_help=True)
-out = Console(highlight=False)
 
 Ledger = Annotated[Optional[Path], typer.Option(help="credits ledger (default: $TDA_LEDGER, else ~/.local/share/tda-plugin/credits.sqlite)")]
 Artist = Annotated[Optional[str], typer.Option(help="only this artist's credits")]
@@ -32,10 +31,14 @@ def show(audio: Annotated[Path, typer.Argument(help="an attributed audio file")]
     from tda_plugin.report import artists_table, credits_table
     from tda_plugin.sinks.read import read_credits
 
+    if audio.is_dir():
+        from tda_plugin.errors import AudioError
+
+        raise AudioError(f"{audio}: is a directory; `tda credits show` takes one audio file")
     doc, where = read_credits(audio)
-    err.print(f"credits from {where}", soft_wrap=True)
+    err.print(Text(f"credits from {where}"), soft_wrap=True)
     if as_json:
-        print(json.dumps(doc, indent=2))
+        write_data(json.dumps(doc, indent=2) + "\n")
         return
     out.print(credits_table(doc, top=top))
     out.print(artists_table(doc))
@@ -87,7 +90,7 @@ def export(fmt: Annotated[str, typer.Option("--format", help="csv or json")] = "
         writer.writerows({**r, "method": json.dumps(r["method"], sort_keys=True)} for r in rows)
         text = buf.getvalue()
     if out_path is None:
-        print(text, end="")
+        write_data(text)
     else:
         write_text(out_path, text)
-        err.print(f"{len(rows)} row(s) -> {out_path}")
+        err.print(Text(f"{len(rows)} row(s) -> {out_path}"))

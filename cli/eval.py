@@ -6,15 +6,15 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
+from rich.text import Text
 
 from tda_plugin.settings import SUBSETS, AttributeSettings, IndexSettings, UnlearnSettings
 
+from .console import write_data
 from .errors import err, guarded
 
 eval_app = typer.Typer(help="Evaluate attribution: self-influence, grid search, similarity, counterfactuals, prefilter.",
                        no_args_is_help=True)
-out = Console(highlight=False)
 
 IndexArg = Annotated[Path, typer.Argument(help="index directory")]
 OutDir = Annotated[Path, typer.Option("--out", help="directory for the JSON, Markdown and PNG results")]
@@ -35,8 +35,8 @@ def _finish(out_dir: Path, name: str, doc: dict[str, Any], md: str, plots: dict[
     from tda_plugin.experiments.outputs import write_outputs
 
     paths = write_outputs(out_dir, name, doc, md, plots)
-    typer.echo(md)
-    err.print(f"wrote {', '.join(str(p) for p in paths)}")
+    write_data(md + "\n")
+    err.print(Text(f"wrote {', '.join(str(p) for p in paths)}"), soft_wrap=True)
 
 
 @eval_app.command("self-influence")

@@ -46,10 +46,27 @@ def write_json(target: Path, obj: Any) -> None:
 
 
 def write_tensors(target: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    """Save tensors as safetensors (contiguous CPU copies) atomically."""
+    """Save tensors as safetensors (contiguous CPU copies) atomically; the same input always gives the same bytes."""
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     with atomic_path(target) as tmp:
         save_file(clean, str(tmp), metadata=metadata)
+        _sort_metadata(tmp)
+
+
+def _sort_metadata(path: Path) -> None:
+    """safetensors writes ``__metadata__`` in hash-map order, which changes from process to process when it has
+    several keys; sort them in place (same length), so a rebuilt or resumed index is byte-identical."""
+    with open(path, "r+b") as fh:
+        size = int.from_bytes(fh.read(8), "little")
+        header = json.loads(fh.read(size))
+        meta = header.get("__metadata__")
+        if not meta or len(meta) < 2:
+            return
+        header["__metadata__"] = dict(sorted(meta.items()))
+        fixed = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(fixed) <= size:  # always equal: only the order of keys changed
+            fh.seek(8)
+            fh.write(fixed.ljust(size, b" "))
 
 
 def write_with(target: Path, writer: Callable[[Path], None]) -> None:

@@ -23,11 +23,12 @@ from . import distributed, shortlist
 from .adapter import Conditioning, ModelAdapter
 from .credits import build_credits
 from .embedders import uses_gradients
-from .errors import AudioError, TdaError
+from .errors import AudioError, CheckpointError, TdaError
 from .fisher import group_damping, named_parameters
 from .index import vectors
 from .index.builder import segment_conditioning
 from .index.store import Index
+from .progress import stage
 from .randomness import make_draws, query_stream, segment_stream
 from .registry import get_embedder_spec, load_adapter
 from .scoring import Precision, auto_batch_size, losses, segments_per_batch
@@ -67,6 +68,10 @@ class EncodedQuery:
     duration_s: float
     #: the unlearning step Δ by parameter name, once computed (the gradient sketch embeds it)
     step: dict[str, torch.Tensor] | None = None
+    #: the clip's own format and what was changed to match the model (``query.conformed`` in the JSON)
+    conformed: dict[str, Any] = field(default_factory=dict)
+    #: what is odd about the clip but was attributed as is (``query.warnings``)
+    warnings: list[str] = field(default_factory=list)
 
 
 class Attributor:
@@ -80,13 +85,21 @@ class Attributor:
         self._sketch: GradientSketch | None = None
 
     @classmethod
-    def from_index(cls, index_dir: str | Path, *, device: str = "cpu", adapter: ModelAdapter | None = None) -> "Attributor":
-        """Open an index and load the model recorded in it (or use an already loaded ``adapter``)."""
-        index = Index(Path(index_dir))
+    def from_index(cls, index_dir: str | Path | Index, *, device: str = "cpu", adapter: ModelAdapter | None = None,
+                   checkpoint: Path | None = None, model_config: Path | None = None) -> "Attributor":
+        """Open an index and load the model recorded in it (or use an already loaded ``adapter``).
+
+        ``checkpoint`` / ``model_config`` say where a moved model is now; the fingerprint check still
+        refuses any other model than the one the index was built for."""
+        index = index_dir if isinstance(index_dir, Index) else Index(Path(index_dir))
         if adapter is None:
-            meta = index.meta
-            adapter = load_adapter(meta.adapter, Path(meta.checkpoint),
-                                   model_config=Path(meta.model_config) if meta.model_config else None, device=device)
+            ckpt = Path(checkpoint) if checkpoint is not None else index.checkpoint
+            if model_config is None and checkpoint is None:
+                model_config = index.model_config
+            if not ckpt.exists():
+                raise CheckpointError(f"{ckpt}: the checkpoint {index_dir} was built with is not there (moved?); "
+                                      "say where it is now with --ckpt (and --model-config)")
+            adapter = load_adapter(index.meta.adapter, ckpt, model_config=model_config, device=device)
         return cls(index, adapter)
 
     @property
@@ -108,6 +121,10 @@ class Attributor:
         data = data[None] if data.ndim == 1 else data
         if data.size == 0:
             raise AudioError(f"{name}: audio is empty")
+        notes = audio_io.check_levels(data, name)
+        for note in notes:
+            log.warning("%s: %s", name, note)
+        conformed = {"sample_rate": int(sample_rate), "channels": int(data.shape[0])}
         data, changes = audio_io.conform(data, sample_rate, meta.sample_rate, meta.channels)
         if changes:
             log.warning("%s: %s to match the model", name, ", ".join(changes))
@@ -126,7 +143,7 @@ class Attributor:
         mask = self.adapter.frame_mask(sample_keep, encoded.shape[-1])
         total = duration if seconds_total is None else seconds_total
         conds = [Conditioning(prompt, seconds_start + w * meta.segment_seconds, total) for w in range(len(wins))]
-        return EncodedQuery(encoded, mask, conds, duration)
+        return EncodedQuery(encoded, mask, conds, duration, conformed={**conformed, "changes": changes}, warnings=notes)
 
     def _window_encoded(self, encoded: torch.Tensor, count: int) -> torch.Tensor:
         """A known representation [..., frames] of the whole clip cut into ``count`` segment windows (zero-padded)."""
@@ -251,14 +268,17 @@ class Attributor:
         step = segments_per_batch(batch_size, width)
         batches = [ids[i:i + step] for i in range(0, len(ids), step)]
         parts: dict[int, torch.Tensor] = {}
-        with applied(named_parameters(self.adapter, names), delta):
-            for b in distributed.mine(range(len(batches))):
+        mine = distributed.mine(range(len(batches)))
+        with applied(named_parameters(self.adapter, names), delta), \
+                stage("score", sum(len(batches[b]) for b in mine)) as advance:
+            for b in mine:
                 chunk = batches[b]
                 segs = [self.index.segments[i] for i in chunk]
                 conds = [segment_conditioning(self.index.tracks[s.track_id], s) for s in segs]
                 parts[b] = losses(self.adapter, self.index.gather(chunk, "latents"), conds,
                                   [segment_stream(i) for i in chunk], seed=seed, draws=total, batch_size=batch_size,
                                   precision=precision, subset=draws)
+                advance(len(chunk))
         merged = distributed.merge(parts)
         return torch.cat([merged[b] for b in range(len(batches))]) if batches else torch.empty(0, width)
 
@@ -277,12 +297,15 @@ class Attributor:
         meta = self.index.meta
         seed, draws = meta.settings["seed"], meta.settings["draws"]
         un = settings.unlearn
-        query = self.encode_query(audio, sample_rate, prompt, un.mask_silence, name=path or "query",
-                                  seconds_start=seconds_start, seconds_total=seconds_total, encoded=encoded)
-        names, delta, alpha, relative_step = self.forget(query, un)
+        with stage("encode"):
+            query = self.encode_query(audio, sample_rate, prompt, un.mask_silence, name=path or "query",
+                                      seconds_start=seconds_start, seconds_total=seconds_total, encoded=encoded)
+        with stage("unlearn"):
+            names, delta, alpha, relative_step = self.forget(query, un)
         index_damping = float(meta.settings.get("damping", 0.1))
         damping = index_damping if un.damping is None else un.damping
-        candidates = self.candidates(query, settings)
+        with stage("prefilter"):
+            candidates = self.candidates(query, settings)
         scored = shortlist.scores(self, candidates, names, delta, un, settings)
         ids, tau, score = scored.ids, scored.tau, scored.score
         scores = {sid: float(s) for sid, s in zip(ids, score.tolist())}
@@ -293,7 +316,8 @@ class Attributor:
             seg["loss_change"] = raw[seg["segment_id"]]
         result = AttributionResult(
             query={"path": path, "prompt": prompt, "duration_s": round(query.duration_s, 6),
-                   "seconds_start": seconds_start, "seconds_total": query.conditioning[0].total_s},
+                   "seconds_start": seconds_start, "seconds_total": query.conditioning[0].total_s,
+                   "conformed": query.conformed, "warnings": query.warnings},
             model={"adapter": self.adapter.name, "fingerprint": self.adapter.fingerprint},
             method={**un.to_dict(), "alpha": alpha, "alpha_from": "given" if un.alpha else "relative_step",
                     "damping": damping, "sensitivity_damping": index_damping, "draws": draws, "seed": seed, "candidates": settings.candidates,

@@ -14,6 +14,20 @@ class MissingDependencyError(TdaError):
     """A toolkit or optional package needed for the requested work is not installed."""
 
 
+def import_failure(exc: ImportError, toolkit: str, module: str, install: str) -> MissingDependencyError:
+    """Name the real cause of an import failure: the toolkit itself missing, or something it imports.
+
+    ``module`` is the toolkit's top-level module; ``install`` what to run when it is missing. A toolkit that
+    is installed but fails to import (e.g. k-diffusion -> clip -> ``pkg_resources``, gone from setuptools 81)
+    needs another remedy than installing it again.
+    """
+    missing = getattr(exc, "name", None) or ""
+    if missing.split(".")[0] == module:
+        return MissingDependencyError(f"{toolkit} is not installed ({install})")
+    hint = "; pip install 'setuptools<81' (setuptools 81 removed pkg_resources)" if missing == "pkg_resources" else ""
+    return MissingDependencyError(f"{toolkit} is installed but failed to import: {exc}{hint}")
+
+
 class AudioError(TdaError):
     """Audio that cannot be decoded, is empty, or is too short to score."""
 
@@ -32,6 +46,10 @@ class IndexMismatchError(TdaError):
 
 class IndexIncompleteError(TdaError):
     """An index whose build has not finished (rerun the build command to resume it)."""
+
+
+class IndexDamagedError(TdaError):
+    """An index file that is missing, truncated, unreadable or not the one the build recorded."""
 
 
 class UnknownPluginError(TdaError):

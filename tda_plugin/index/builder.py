@@ -12,10 +12,12 @@ Stages, each checking the one before it and skipping finished work:
                 the Fisher sample's gradients are kept from stage 3 when they fit in ``KEEP_BYTES``
                 (one process, per-segment plan), so no segment's gradient is computed twice;
 5. ``finalize`` baseline.safetensors, vectors.faiss (streamed shard by shard), then index.json with
-                ``complete: true``.
+                ``complete: true`` and every other file's size and sha256 (index/verify.py).
 ``build_index(..., reference=True)`` computes stages 3 and 4 as the original per-segment loop did (a
 separate forward pass for the baseline, the adapter's activation checkpointing, every gradient computed
 in each stage): the reference the faster path is checked and timed against (bench/build_throughput.py).
+Rerunning the build on a finished index first verifies those checksums and deletes what is damaged
+(and what was derived from it), so the same command repairs it.
 Every stage is deterministic, so a resumed build ends identical to an uninterrupted one. Under
 torchrun, shards, Fisher chunks and sensitivity shards are dealt out round-robin across ranks
 (tda_plugin/distributed.py); each unit is computed exactly as one process would, so the index is
@@ -40,7 +42,7 @@ from .. import distributed
 from ..adapter import Conditioning, ModelAdapter
 from ..atomic import write_json, write_tensors
 from ..catalog import catalog_csv, read_catalog
-from ..errors import AudioError, CatalogError, IndexMismatchError
+from ..errors import AudioError, CatalogError, IndexDamagedError, IndexMismatchError
 from ..embedders import uses_gradients
 from ..fisher import fisher_sums, gradient_names, group_damping, named_parameters, reference_chunks, statistics
 from ..gradients import GradientChunk, GradientPlan, passes, plan_for
@@ -51,8 +53,9 @@ from ..scoring import losses
 from ..settings import IndexSettings
 from ..sketch import GradientSketch
 from ..sketch import for_model as sketch_for_model
-from . import vectors
+from . import vectors, verify
 from .catalog_db import CatalogDB, SegmentRow, TrackRow
+from .paths import portable
 from .store import INDEX_FILES, Index, IndexMeta, read_meta, sensitivity_name, shard_name
 
 log = logging.getLogger(__name__)
@@ -75,13 +78,14 @@ class BuildReport:
 
 
 def _meta(adapter: ModelAdapter, checkpoint: Path, model_config: Path | None, corpus: Path,
-          settings: IndexSettings) -> IndexMeta:
+          settings: IndexSettings, out: Path) -> IndexMeta:
     seg = adapter.default_segment_samples() if settings.segment_seconds is None else \
         adapter.valid_segment_samples(int(round(settings.segment_seconds * adapter.sample_rate)))
-    return IndexMeta(adapter=adapter.name, fingerprint=adapter.fingerprint, checkpoint=str(Path(checkpoint).resolve()),
-                     model_config=str(Path(model_config).resolve()) if model_config else None,
+    return IndexMeta(adapter=adapter.name, fingerprint=adapter.fingerprint, checkpoint=portable(checkpoint, out),
+                     model_config=portable(model_config, out) if model_config else None,
                      sample_rate=adapter.sample_rate, channels=adapter.channels, segment_samples=seg,
-                     settings=settings.to_dict(), corpus=str(Path(corpus).resolve()), corpus_hash=_corpus_hash(corpus))
+                     settings=settings.to_dict(), corpus=portable(corpus, out), corpus_hash=_corpus_hash(corpus),
+                     origin=str(Path(out).resolve()))
 
 
 def _corpus_hash(corpus: Path) -> str:
@@ -100,19 +104,43 @@ def _remove_index(out: Path) -> None:
 
 def _start(out: Path, meta: IndexMeta, overwrite: bool) -> IndexMeta:
     """Resume a build with the same identity, refuse a different one unless ``overwrite``."""
+    old = None
     if (out / "index.json").is_file():
-        old = read_meta(out)
-        if old.identity() != meta.identity():
+        try:
+            old = read_meta(out)
+        except IndexDamagedError:
             if not overwrite:
-                diff = [k for k in meta.identity() if meta.identity()[k] != old.identity()[k]]
+                raise
+            _remove_index(out)
+    if old is not None:
+        if old.identity(out) != meta.identity(out):
+            if not overwrite:
+                diff = [k for k in meta.identity() if meta.identity(out)[k] != old.identity(out)[k]]
                 raise IndexMismatchError(f"{out} holds an index built with other {', '.join(diff)}; "
                                          "use another --out or pass --overwrite")
             _remove_index(out)
-        else:
+        else:  # where the model and the index are now (not part of the identity)
+            old.checkpoint, old.model_config, old.origin = meta.checkpoint, meta.model_config, meta.origin
             return old
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "index.json", meta.to_dict())
     return meta
+
+
+def _remove_damaged(out: Path, meta: IndexMeta) -> bool:
+    """On a finished index, delete damaged files and what derives from them; True: start over."""
+    if not (meta.complete and meta.files):
+        return False
+    problems = verify.verify(out)
+    for p in problems:
+        log.warning("%s: %s; rebuilding it", out / p.name, p.what)
+    stale = verify.stale_files(out, meta, problems)
+    if stale == ["*"]:
+        _remove_index(out)
+        return True
+    for name in stale:
+        (out / name).unlink(missing_ok=True)
+    return False
 
 
 def _plan_catalog(db: CatalogDB, corpus: Path, meta: IndexMeta, shard_size: int) -> None:
@@ -196,9 +224,16 @@ def build_index(corpus: Path, out: Path, adapter: ModelAdapter, *, checkpoint: P
     out = Path(out)
     distributed.init_from_env()
     get_embedder_spec(settings.embedder)  # fail before any work on an unknown name
-    new = _meta(adapter, checkpoint, model_config, corpus, settings)
+    new = _meta(adapter, checkpoint, model_config, corpus, settings, out)
     if distributed.is_main():  # rank 0 writes index.json and plans the catalogue; the others then agree
         meta = _start(out, new, overwrite)
+        if _remove_damaged(out, meta):
+            meta = _start(out, new, overwrite)
+        for stray in [*out.glob(".*.tmp"), *out.glob("shards/.*.tmp")]:  # left by a killed build (atomic.py)
+            stray.unlink()
+        if (out / "fisher.safetensors").is_file():  # a build killed after merging the Fisher, before deleting its parts
+            for part in out.glob("shards/fisher-part-*.safetensors"):
+                part.unlink()
     distributed.barrier()
     if not distributed.is_main():
         meta = _start(out, new, overwrite=False)
@@ -455,4 +490,5 @@ def _finalize(out: Path, meta: IndexMeta, db: CatalogDB, sketched: bool) -> None
     first = next(iter(chunks()))[0]
     vectors.save(vectors.build_streaming(len(seg_ids), first.shape[1], chunks), out / "vectors.faiss")
     meta.complete = True
+    meta.files = verify.manifest(out)
     write_json(out / "index.json", meta.to_dict())

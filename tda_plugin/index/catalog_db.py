@@ -1,4 +1,8 @@
-"""catalog.sqlite: tracks, segments, build progress and failures of one index."""
+"""catalog.sqlite: tracks, segments, build progress and failures of one index.
+
+Track files are stored relative to the index where they lie inside its parent folder (index/paths.py)
+and resolved on reading, so an index folder moved together with its catalogue stays whole.
+"""
 from __future__ import annotations
 
 import sqlite3
@@ -7,6 +11,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..catalog import Track
+from .paths import portable, resolve
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tracks (
@@ -46,10 +51,15 @@ class TrackRow:
 class CatalogDB:
     """Thin typed access to catalog.sqlite; every write is one transaction."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        """``read_only``: for readers of a finished index, which must never change the file (its checksum is recorded)."""
         self.path = Path(path)
-        self.conn = sqlite3.connect(str(self.path))
-        self.conn.executescript(SCHEMA)
+        if read_only:
+            self.conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            self.conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # "file is not a database" here, not later
+        else:
+            self.conn = sqlite3.connect(str(self.path))
+            self.conn.executescript(SCHEMA)
 
     def close(self) -> None:
         self.conn.close()
@@ -60,7 +70,7 @@ class CatalogDB:
         with self.conn:
             self.conn.executemany(
                 "INSERT INTO tracks VALUES (?,?,?,?,?,?,?,?)",
-                [(t.track_id, t.path, str(t.resolved), t.title, t.artist, t.license, t.caption, dur) for t, dur in tracks])
+                [(t.track_id, t.path, portable(t.resolved, self.path.parent), t.title, t.artist, t.license, t.caption, dur) for t, dur in tracks])
             self.conn.executemany("INSERT INTO segments VALUES (?,?,?,?,?,?)",
                                   [(s.segment_id, s.track_id, s.seg_index, s.start_s, s.end_s, s.shard) for s in segments])
             self.conn.executemany("INSERT OR REPLACE INTO failures VALUES (?,?)", list(failures))
@@ -87,7 +97,8 @@ class CatalogDB:
         return out
 
     def tracks(self) -> dict[int, TrackRow]:
-        return {r[0]: TrackRow(*r) for r in self.conn.execute("SELECT * FROM tracks ORDER BY track_id")}
+        rows = self.conn.execute("SELECT * FROM tracks ORDER BY track_id")
+        return {r[0]: TrackRow(r[0], r[1], str(resolve(r[2], self.path.parent)), *r[3:]) for r in rows}
 
     def shards(self) -> list[int]:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT shard FROM segments ORDER BY shard")]

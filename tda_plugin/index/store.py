@@ -3,25 +3,35 @@
 Layout (docs/index-format.md): ``index.json`` · ``catalog.sqlite`` · ``shards/shard-NNNNN.safetensors``
 (latents, segment ids, baseline losses, embeddings of one shard) · ``baseline.safetensors`` ·
 ``fisher.safetensors`` · ``vectors.faiss``.
+
+Opening an index checks what is cheap to check (every file the build recorded exists with its recorded
+size); every file it then reads is first checked against the sha256 the build recorded, and any failure
+to read a file, now or later, becomes one :class:`IndexDamagedError` naming the file. ``tda index
+verify`` checks every file.
 """
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass, field
+import sqlite3
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import torch
-from safetensors.torch import load_file
+from safetensors import SafetensorError
 
-from ..errors import IndexIncompleteError, IndexMismatchError, TdaError
+from ..errors import IndexDamagedError, IndexIncompleteError, IndexMismatchError, TdaError
 from ..settings import IndexSettings
 from .catalog_db import CatalogDB
+from .paths import resolve
 
 SCHEMA_VERSION = 1
 
 #: every path an index owns (``--overwrite`` removes these and nothing else)
 INDEX_FILES = ("index.json", "catalog.sqlite", "shards", "baseline.safetensors", "fisher.safetensors", "vectors.faiss")
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -30,6 +40,7 @@ class IndexMeta:
 
     adapter: str
     fingerprint: str
+    #: checkpoint, model config and corpus: relative to the index when inside its parent folder (index/paths.py)
     checkpoint: str
     model_config: str | None
     sample_rate: int
@@ -42,6 +53,10 @@ class IndexMeta:
     complete: bool = False
     encoded_shape: list[int] = field(default_factory=list)
     schema: int = SCHEMA_VERSION
+    #: the index directory (absolute) when it was built: relative paths fall back to it if the index moved alone
+    origin: str = ""
+    #: every file of the finished index but index.json: {relative path: {"bytes": n, "sha256": hex}}
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def segment_seconds(self) -> float:
@@ -51,10 +66,12 @@ class IndexMeta:
     def index_settings(self) -> IndexSettings:
         return IndexSettings(**self.settings)
 
-    def identity(self) -> dict[str, Any]:
-        """The fields that must agree for a build to resume (or an index to be reused)."""
+    def identity(self, root: Path | None = None) -> dict[str, Any]:
+        """The fields that must agree for a build to resume (or an index to be reused). With the index's ``root``
+        the corpus is compared as the place it names, so a relative and an absolute spelling of it agree."""
+        corpus = str(resolve(self.corpus, root, self.origin or None)) if root is not None else self.corpus
         return {"schema": self.schema, "adapter": self.adapter, "fingerprint": self.fingerprint,
-                "segment_samples": self.segment_samples, "settings": self.settings, "corpus": self.corpus,
+                "segment_samples": self.segment_samples, "settings": self.settings, "corpus": corpus,
                 "corpus_hash": self.corpus_hash}
 
     def to_dict(self) -> dict[str, Any]:
@@ -63,12 +80,23 @@ class IndexMeta:
 
 def read_meta(root: Path) -> IndexMeta:
     path = Path(root) / "index.json"
+    if Path(root).is_file():
+        raise TdaError(f"{root}: is a file; an index is a directory (the --out of `tda index build`)")
     if not path.is_file():
         raise TdaError(f"{root}: not a tda index (no index.json)")
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise damaged(root, "index.json", f"not readable JSON ({exc})") from None
     if data.get("schema") != SCHEMA_VERSION:
         raise IndexMismatchError(f"{root}: index schema {data.get('schema')} is not {SCHEMA_VERSION}; rebuild it")
-    return IndexMeta(**data)
+    known = {f.name for f in fields(IndexMeta)}
+    try:
+        return IndexMeta(**{k: v for k, v in data.items() if k in known})
+    except TypeError as exc:
+        raise damaged(root, "index.json", f"incomplete ({exc})") from None
 
 
 def shard_name(shard: int) -> str:
@@ -79,6 +107,46 @@ def sensitivity_name(shard: int) -> str:
     return f"shards/sens-{shard:05d}.safetensors"
 
 
+def damaged(root: Path, name: str, why: str) -> IndexDamagedError:
+    """``name`` inside the index at ``root`` is ``why``; the error's ``file`` and ``why`` keep the parts."""
+    exc = IndexDamagedError(f"{Path(root) / name} is {why}; `tda index verify {root}` says how to repair it")
+    exc.file, exc.why = name, why  # type: ignore[attr-defined]
+    return exc
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def report_order(name: str) -> tuple[int, str]:
+    """Damage is reported catalogue first (everything depends on it), then shards, Fisher, the rest."""
+    rank = {"catalog.sqlite": 0, "shards/": 1, "fisher.safetensors": 2, "baseline.safetensors": 3, "vectors.faiss": 4}
+    return rank.get(name, 1), name
+
+
+def size_problem(root: Path, name: str, entry: dict[str, Any]) -> str | None:
+    """Why a recorded file is not as the build left it, judged by a stat (missing, other size), or None."""
+    path = Path(root) / name
+    if not path.is_file():
+        return "missing"
+    size = path.stat().st_size
+    return None if size == entry["bytes"] else f"{size} bytes, not the {entry['bytes']} it had when built (truncated or replaced)"
+
+
+def check_sizes(root: Path, meta: IndexMeta) -> None:
+    """Every file the build recorded exists with its recorded size (a stat per file: cheap on every open)."""
+    if any(n.startswith("shards/") for n in meta.files) and not (Path(root) / "shards").is_dir():
+        raise damaged(root, "shards/", "missing (the whole folder)")
+    for name in sorted(meta.files, key=report_order):
+        why = size_problem(root, name, meta.files[name])
+        if why:
+            raise damaged(root, name, why)
+
+
 class Index:
     """Read access to a finished index; shards load lazily and stay cached."""
 
@@ -87,26 +155,57 @@ class Index:
         self.meta = read_meta(self.root)
         if not self.meta.complete:
             raise IndexIncompleteError(f"{root}: the index build has not finished; rerun `tda index build` to resume it")
-        self.catalog = CatalogDB(self.root / "catalog.sqlite")
+        check_sizes(self.root, self.meta)
+        self._verified: set[str] = set()
+        self.catalog = self._read("catalog.sqlite", lambda p: CatalogDB(p, read_only=True))
         self._shards: dict[int, dict[str, torch.Tensor]] = {}
         self._vectors: Any = None
-        self.segments = {s.segment_id: s for s in self.catalog.segments()}
-        self.tracks = self.catalog.tracks()
-        self.baseline = load_file(str(self.root / "baseline.safetensors"))
+        self.segments = self._read("catalog.sqlite", lambda _: {s.segment_id: s for s in self.catalog.segments()})
+        self.tracks = self._read("catalog.sqlite", lambda _: self.catalog.tracks())
+        self.baseline = self._tensors("baseline.safetensors")
         self._check_fingerprint("baseline.safetensors")
         self._row = {int(sid): i for i, sid in enumerate(self.baseline["segment_ids"].tolist())}
+        if set(self._row) != set(self.segments):
+            raise damaged(self.root, "baseline.safetensors", f"out of step with catalog.sqlite ({len(self._row)} rows "
+                                                              f"for {len(self.segments)} segments)")
         self._position: dict[int, int] = {}
         counts: dict[int, int] = {}
         for s in self.segments.values():  # shards hold their segments in id order
             self._position[s.segment_id] = counts.get(s.shard, 0)
             counts[s.shard] = counts.get(s.shard, 0) + 1
 
+    def _read(self, name: str, reader: Callable[[Path], T]) -> T:
+        """``reader(path)`` of a file that matches its recorded checksum; any failure to read it reported as
+        that file being damaged. Hashing costs less than reading the file, which the reader does anyway."""
+        path = self.root / name
+        if not path.is_file():
+            raise damaged(self.root, name, "missing")
+        entry = self.meta.files.get(name)
+        if entry is not None and name not in self._verified:
+            if sha256(path) != entry["sha256"]:
+                raise damaged(self.root, name, "not what the build wrote (checksum differs)")
+            self._verified.add(name)
+        try:
+            return reader(path)
+        except TdaError:
+            raise
+        except (OSError, RuntimeError, ValueError, KeyError, sqlite3.Error, SafetensorError) as exc:  # FAISS, SQLite, ...
+            raise damaged(self.root, name, f"unreadable ({' '.join(str(exc).split())[:200]})") from None
+
+    def _tensors(self, name: str) -> dict[str, torch.Tensor]:
+        from safetensors.torch import load_file
+
+        return self._read(name, lambda p: load_file(str(p)))
+
     def _check_fingerprint(self, name: str) -> None:
         """Derived files carry the fingerprint of the model that produced them; a stray file is refused."""
         from safetensors import safe_open
 
-        with safe_open(str(self.root / name), "pt") as fh:
-            found = (fh.metadata() or {}).get("fingerprint")
+        def fingerprint(path: Path) -> str | None:
+            with safe_open(str(path), "pt") as fh:
+                return (fh.metadata() or {}).get("fingerprint")
+
+        found = self._read(name, fingerprint)
         if found != self.meta.fingerprint:
             raise IndexMismatchError(f"{self.root / name} was produced by another model ({str(found)[:12]}) than "
                                      f"this index's ({self.meta.fingerprint[:12]}); rebuild the index")
@@ -117,9 +216,21 @@ class Index:
                 f"{self.root} was built for another model ({self.meta.adapter} {self.meta.fingerprint[:12]}) "
                 f"than the one loaded ({adapter} {fingerprint[:12]}); rebuild the index for this model")
 
+    def path(self, stored: str) -> Path:
+        """A path recorded in index.json, resolved for where the index is now (index/paths.py)."""
+        return resolve(stored, self.root, self.meta.origin or None)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path(self.meta.checkpoint)
+
+    @property
+    def model_config(self) -> Path | None:
+        return self.path(self.meta.model_config) if self.meta.model_config else None
+
     def shard(self, k: int) -> dict[str, torch.Tensor]:
         if k not in self._shards:
-            self._shards[k] = load_file(str(self.root / shard_name(k)))
+            self._shards[k] = self._tensors(shard_name(k))
         return self._shards[k]
 
     def baseline_rows(self, ids: list[int], key: str = "losses") -> torch.Tensor:
@@ -132,24 +243,25 @@ class Index:
 
     def fisher(self) -> dict[str, torch.Tensor]:
         self._check_fingerprint("fisher.safetensors")
-        return load_file(str(self.root / "fisher.safetensors"))
+        return self._tensors("fisher.safetensors")
 
     def vectors(self) -> Any:
         """The FAISS index, read once per opened index."""
         if self._vectors is None:
             from . import vectors
 
-            self._vectors = vectors.load(self.root / "vectors.faiss")
+            self._vectors = self._read("vectors.faiss", vectors.load)
         return self._vectors
 
     def info(self) -> dict[str, Any]:
         size = sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+        integrity = (f"{len(self.meta.files)} files present with their built sizes; `tda index verify` checks their "
+                     "checksums") if self.meta.files else "no checksums recorded (built before tda-plugin recorded them)"
         return {"path": str(self.root), "adapter": self.meta.adapter, "fingerprint": self.meta.fingerprint,
-                "checkpoint": self.meta.checkpoint, "model_config": self.meta.model_config,
+                "checkpoint": str(self.checkpoint), "model_config": str(self.model_config) if self.model_config else None,
                 "sample_rate": self.meta.sample_rate, "channels": self.meta.channels,
                 "segment_seconds": self.meta.segment_seconds, **self.catalog.counts(),
                 "draws": self.meta.settings["draws"], "seed": self.meta.settings["seed"],
                 "fisher_segments": self.meta.settings["fisher_segments"],
                 "embedder": self.meta.settings["embedder"], "size_bytes": size,
-                "failed_paths": [p for p, _ in self.catalog.failures()]}
-
+                "failed_paths": [p for p, _ in self.catalog.failures()], "integrity": integrity}

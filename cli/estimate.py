@@ -1,0 +1,77 @@
+"""How long attributing a clip will take, said before it starts.
+
+One forward pass over one index segment's draws is timed on the loaded model; the stages then scale
+with the rows they run: unlearning ``windows × unlearn_draws × steps`` rows forward and backward (about
+three forward passes' worth each), scoring ``candidates × draws`` rows forward (with ``--shortlist``,
+``candidates × first-pass draws + shortlist × the other draws``, as tda_plugin/shortlist.py scores). It is an estimate
+(batching, caches and other load move it); docs/reliability.md compares it with measured times.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+#: a backward pass costs about twice a forward pass
+BACKWARD_FACTOR = 3.0
+
+
+@dataclass(frozen=True)
+class Estimate:
+    windows: int
+    unlearn_s: float
+    score_s: float
+
+    @property
+    def total_s(self) -> float:
+        return self.unlearn_s + self.score_s
+
+
+def row_seconds(attributor: Any) -> float:
+    """Seconds per forward row (one segment under one draw) of the loaded model, measured."""
+    from tda_plugin.index.builder import segment_conditioning
+    from tda_plugin.randomness import segment_stream
+    from tda_plugin.scoring import losses
+
+    index = attributor.index
+    sid = min(index.segments)
+    seg = index.segments[sid]
+    latents = index.gather([sid], "latents")
+    cond = [segment_conditioning(index.tracks[seg.track_id], seg)]
+    draws = int(index.meta.settings["draws"])
+    run = lambda: losses(attributor.adapter, latents, cond, [segment_stream(sid)], seed=index.meta.settings["seed"],  # noqa: E731
+                         draws=draws, batch_size=draws)
+    run()  # the first call pays for lazy initialisation
+    times = []
+    for _ in range(2):  # the faster of two: a busy machine slows one run, not the model
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return min(times) / draws
+
+
+def estimate(attributor: Any, duration_s: float, settings: Any, row_s: float) -> Estimate:
+    meta = attributor.index.meta
+    windows = max(1, math.ceil(duration_s / meta.segment_seconds - 1e-9))
+    un = settings.unlearn
+    unlearn_rows = windows * un.unlearn_draws * un.steps
+    return Estimate(windows, BACKWARD_FACTOR * unlearn_rows * row_s, score_rows(settings, len(attributor.index.segments),
+                                                                              int(meta.settings["draws"])) * row_s)
+
+
+def score_rows(settings: Any, segments: int, draws: int) -> int:
+    """Forward rows (segment × draw) the scoring stage runs for an index of ``segments`` segments and ``draws`` draws."""
+    from tda_plugin.shortlist import first_pass_draws
+
+    m = settings.candidate_count(segments)
+    k, first = settings.shortlist, len(first_pass_draws(draws, settings.shortlist_draws))
+    if settings.candidates == "all" or k is None or k >= m or first >= draws:  # shortlist.scores: every candidate, every draw
+        return m * draws
+    return m * first + k * (draws - first)
+
+
+def seconds(s: float) -> str:
+    from tda_plugin.progress import duration
+
+    return duration(s)
