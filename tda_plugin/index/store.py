@@ -21,7 +21,19 @@ from .catalog_db import CatalogDB
 SCHEMA_VERSION = 1
 
 #: every path an index owns (``--overwrite`` removes these and nothing else)
-INDEX_FILES = ("index.json", "catalog.sqlite", "shards", "baseline.safetensors", "fisher.safetensors", "vectors.faiss")
+INDEX_FILES = ("index.json", "catalog.sqlite", "shards", "baseline.safetensors", "fisher.safetensors", "vectors.faiss",
+               "vectors.unconditional.faiss")
+#: suffix of every per-segment tensor cached under the model's null conditioning (unconditional mode)
+UNCONDITIONAL = ".unconditional"
+
+
+def conditioned(key: str, conditioning: str) -> str:
+    """The name of a per-segment tensor (or file stem) for one conditioning: "losses" -> "losses.unconditional"."""
+    return key + UNCONDITIONAL if conditioning == "unconditional" else key
+
+
+def vectors_name(conditioning: str = "prompt") -> str:
+    return conditioned("vectors", conditioning) + ".faiss"
 
 
 @dataclass
@@ -89,7 +101,7 @@ class Index:
             raise IndexIncompleteError(f"{root}: the index build has not finished; rerun `tda index build` to resume it")
         self.catalog = CatalogDB(self.root / "catalog.sqlite")
         self._shards: dict[int, dict[str, torch.Tensor]] = {}
-        self._vectors: Any = None
+        self._vectors: dict[str, Any] = {}
         self.segments = {s.segment_id: s for s in self.catalog.segments()}
         self.tracks = self.catalog.tracks()
         self.baseline = load_file(str(self.root / "baseline.safetensors"))
@@ -122,8 +134,17 @@ class Index:
             self._shards[k] = load_file(str(self.root / shard_name(k)))
         return self._shards[k]
 
+    @property
+    def has_unconditional(self) -> bool:
+        """Whether the build cached losses under the null conditioning (``IndexSettings.unconditional``)."""
+        return conditioned("losses", "unconditional") in self.baseline
+
     def baseline_rows(self, ids: list[int], key: str = "losses") -> torch.Tensor:
-        """Rows of baseline.safetensors: "losses" [n, D] or "sensitivity.<subset>" [n]."""
+        """Rows of baseline.safetensors: "losses" [n, D] or "sensitivity.<subset>" [n] (each with an
+        ".unconditional" twin when the index has unconditional baselines)."""
+        if key not in self.baseline:
+            raise TdaError(f"{self.root} has no {key!r} baselines: rebuild it with this version of tda-plugin "
+                           "(unconditional baselines need an adapter that supports the null conditioning)")
         return self.baseline[key][torch.tensor([self._row[i] for i in ids], dtype=torch.long)]
 
     def gather(self, ids: list[int], key: str) -> torch.Tensor:
@@ -134,13 +155,17 @@ class Index:
         self._check_fingerprint("fisher.safetensors")
         return load_file(str(self.root / "fisher.safetensors"))
 
-    def vectors(self) -> Any:
-        """The FAISS index, read once per opened index."""
-        if self._vectors is None:
+    def vectors(self, conditioning: str = "prompt") -> Any:
+        """The FAISS index of the segments' prefilter vectors under ``conditioning``, read once per opened index."""
+        if conditioning not in self._vectors:
             from . import vectors
 
-            self._vectors = vectors.load(self.root / "vectors.faiss")
-        return self._vectors
+            path = self.root / vectors_name(conditioning)
+            if not path.is_file():
+                raise TdaError(f"{self.root} has no {conditioning} prefilter vectors; rebuild it with this version "
+                               "of tda-plugin, or score every candidate (--candidates all)")
+            self._vectors[conditioning] = vectors.load(path)
+        return self._vectors[conditioning]
 
     def info(self) -> dict[str, Any]:
         size = sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
