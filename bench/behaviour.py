@@ -1,6 +1,6 @@
 """Behavioural rates on the demo's trained model: self-rank, planted copies, prompt swap, generated clips.
 
-    python bench/behaviour.py --demo-dir demo-out [--queries 24] [--clips-per-style 2] [--name behaviour]
+    python bench/behaviour.py --demo-dir demo-out [--queries 24] [--clips-per-style 2] [--no-prompt] [--name behaviour]
 
 Needs a finished `tda demo --out DIR [--adapter audiocraft]` (model/, catalogue/, index/); the adapter
 is the index's. Writes bench/results/NAME.json and NAME.md (the rates, with the settings and the wall time).
@@ -18,29 +18,36 @@ import torch
 
 from tda_plugin import Attributor, AttributeSettings
 from tda_plugin.settings import UnlearnSettings
-from tda_plugin.evaluation import (CheckOutcome, add_noise, generated_checks, pitch_shift, prompt_swap_check,
+from tda_plugin.evaluation import (CheckOutcome, add_noise, generated_checks, hub, pitch_shift, prompt_swap_check,
                                    segment_checks, spread_segments)
+from tda_plugin.style_check import StyleFit
 
 
 def audiocraft_generated_check(att: Attributor, styles: dict[str, str], settings: AttributeSettings,
-                               clips_per_style: int) -> CheckOutcome:
+                               clips_per_style: int) -> tuple[CheckOutcome, StyleFit]:
     """Clips from audiocraft's own MusicGen.generate, attributed from the tokens it generated (the wrapper's way)."""
     from tda_plugin.adapters.audiocraft_generation import gen_model, generate
+
+    from tda_plugin.style_check import StyleClassifier, style_fit
 
     model = gen_model(att)
     model.set_generation_params(duration=att.index.meta.segment_seconds, top_k=0, cfg_coef=3.0)
     out = CheckOutcome("generated: prompted artist credited first")
+    sr = att.index.meta.sample_rate
+    clips = []
     for k, (prompt, artist) in enumerate(sorted(styles.items())):
         for j in range(clips_per_style):
             torch.manual_seed(1000 * j + k)
-            _, (result,) = generate(att, model, [prompt], settings=settings)
+            audio, (result,) = generate(att, model, [prompt], settings=settings)
+            clips.append((audio[0].cpu().numpy(), sr, artist))
             out.total += 1
             out.hits += bool(result.artists) and result.artists[0]["artist"] == artist
-    return out
+    classifier = StyleClassifier.from_tracks(list(att.index.tracks.values()), sr, att.index.meta.segment_samples)
+    return out, style_fit(classifier, clips)
 
 
 def stable_audio_generated_check(att: Attributor, styles: dict[str, str], settings: AttributeSettings,
-                                 clips_per_style: int, steps: int) -> CheckOutcome:
+                                 clips_per_style: int, steps: int) -> tuple[CheckOutcome, StyleFit]:
     from tda_plugin.adapters.stable_audio_generation import generate_with_credits
 
     seg = att.index.meta.segment_samples
@@ -64,31 +71,49 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     ap.add_argument("--name", default="behaviour", help="results file name (e.g. behaviour-audiocraft)")
     ap.add_argument("--subset", default=UnlearnSettings.subset, help="parameter subset unlearning moves")
+    ap.add_argument("--no-prompt", action="store_true", help="also probe every segment as a copy found in the wild (no prompt)")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     t0 = time.monotonic()
     att = Attributor.from_index(args.demo_dir / "index")
     settings = AttributeSettings(UnlearnSettings(subset=args.subset), candidates="all")
     ids = spread_segments(att, args.queries)
-    outcomes = segment_checks(att, ids, settings, {"self: segment ranks itself first": None,
-                                                   "noise 20 dB SNR: source track credited first": add_noise,
-                                                   "pitch +1 semitone: source track credited first": pitch_shift})
+    transforms = {"self: segment ranks itself first": None,
+                  "noise 20 dB SNR: source track credited first": add_noise,
+                  "pitch +1 semitone: source track credited first": pitch_shift}
+    outcomes = segment_checks(att, ids, settings, transforms)
+    hubs = {o.name: hub(att, o) for o in outcomes}
+    if args.no_prompt:  # as copies found in the wild: no prompt, no timing
+        free = segment_checks(att, ids, settings, transforms, with_prompt=False)
+        for o in free:
+            o.name = f"no prompt: {o.name}"
+            hubs[o.name] = hub(att, o)
+        outcomes.extend(free)
     outcomes.extend(prompt_swap_check(att, ids, settings))
     styles = {t.caption: t.artist for t in att.index.tracks.values() if t.caption}
-    if att.adapter.name == "audiocraft":
-        outcomes.append(audiocraft_generated_check(att, styles, settings, args.clips_per_style))
-    else:
-        outcomes.append(stable_audio_generated_check(att, styles, settings, args.clips_per_style, args.steps))
+    fit = None
+    if args.clips_per_style:
+        if att.adapter.name == "audiocraft":
+            generated, fit = audiocraft_generated_check(att, styles, settings, args.clips_per_style)
+        else:
+            generated, fit = stable_audio_generated_check(att, styles, settings, args.clips_per_style, args.steps)
+        outcomes.append(generated)
     wall = time.monotonic() - t0
     doc = {"demo_dir": str(args.demo_dir), "adapter": att.adapter.name, "segments": len(att.index.segments), "queries": len(ids),
            "method": settings.unlearn.to_dict() | {"draws": att.index.meta.settings["draws"], "candidates": "all"},
            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "wall_s": round(wall, 1),
-           "checks": [o.to_dict() for o in outcomes]}
+           "checks": [o.to_dict() for o in outcomes],
+           "style_fit": fit.to_dict() if fit else None, "hubs": hubs}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(doc, indent=2) + "\n")
-    lines = ["| check | hits | rate | mean rank |", "|---|---|---|---|"]
+    lines = ["| check | hits | rate | mean rank | most frequent first segment |", "|---|---|---|---|---|"]
     for o in doc["checks"]:
-        lines.append(f"| {o['check']} | {o['hits']}/{o['total']} | {o['rate']:.2f} | {o.get('mean_rank', '')} |")
+        h = hubs.get(o["check"]) or {}
+        top = f"#{h['segment_id']}: first {h['first_for']}/{h['of']}, {h['first_for_other_tracks']} not its track's" if h else ""
+        lines.append(f"| {o['check']} | {o['hits']}/{o['total']} | {o['rate']:.2f} | {o.get('mean_rank', '')} | {top} |")
+    if fit:
+        lines.append(f"| independent: generated clips sound like the prompted artist | {fit.hits}/{fit.total} | "
+                     f"{fit.rate:.2f} | | classifier's own held-out accuracy {fit.classifier_accuracy:.2f} |")
     md = (f"Behavioural checks on `{args.demo_dir}` ({doc['segments']} segments, {len(ids)} probed), "
           f"{doc['machine']}, {wall:.0f} s\n\n" + "\n".join(lines) + "\n")
     (args.out / f"{args.name}.md").write_text(md)
