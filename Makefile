@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
 
-.PHONY: demo test venv clean
+.PHONY: demo test venv clean demo-model
 
 $(BIN)/tda: pyproject.toml requirements/constraints.txt requirements/toolkits.txt requirements/toolkits-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+# retrain the shipped demo model (adapters/stable_audio_demo_model/TRAINING.md): about an hour on 2 CPU cores
+demo-model: venv
+	$(BIN)/python -m tda_plugin.demo.ship
 
 clean:
 	rm -rf $(VENV) demo-out
