@@ -1,9 +1,15 @@
 """Behavioural rates on the demo's trained model: self-rank, planted copies, prompt swap, generated clips.
 
-    python bench/behaviour.py --demo-dir demo-out [--queries 24] [--clips-per-style 2] [--no-prompt] [--name behaviour]
+    python bench/behaviour.py --demo-dir demo-out [--queries 24] [--clips-per-style 2] [--no-prompt] [--empty-prompt]
+                              [--conditioning auto] [--subset blocks] [--only-swap] [--name behaviour]
 
 Needs a finished `tda demo --out DIR [--adapter audiocraft]` (model/, catalogue/, index/); the adapter
 is the index's. Writes bench/results/NAME.json and NAME.md (the rates, with the settings and the wall time).
+``--no-prompt`` also probes every segment as a copy found in the wild (no prompt: answered under the null
+branch by default), ``--empty-prompt`` the same copies scored under an empty prompt against the captioned
+baselines (how versions before the unconditional mode answered them). ``--conditioning unconditional``
+scores every probe, the prompted ones included, on the model's null (classifier-free guidance) branch.
+``--only-swap`` runs the self and prompt-swap checks only.
 """
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import argparse
 import json
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -72,27 +79,34 @@ def main() -> None:
     ap.add_argument("--name", default="behaviour", help="results file name (e.g. behaviour-audiocraft)")
     ap.add_argument("--subset", default=UnlearnSettings.subset, help="parameter subset unlearning moves")
     ap.add_argument("--no-prompt", action="store_true", help="also probe every segment as a copy found in the wild (no prompt)")
+    ap.add_argument("--empty-prompt", action="store_true", help="also probe those copies under an empty prompt (the old way)")
+    ap.add_argument("--conditioning", default=AttributeSettings.conditioning, help="auto, prompt or unconditional")
+    ap.add_argument("--only-swap", action="store_true", help="self and prompt-swap checks only")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     t0 = time.monotonic()
     att = Attributor.from_index(args.demo_dir / "index")
-    settings = AttributeSettings(UnlearnSettings(subset=args.subset), candidates="all")
+    settings = AttributeSettings(UnlearnSettings(subset=args.subset), candidates="all", conditioning=args.conditioning)
     ids = spread_segments(att, args.queries)
-    transforms = {"self: segment ranks itself first": None,
-                  "noise 20 dB SNR: source track credited first": add_noise,
-                  "pitch +1 semitone: source track credited first": pitch_shift}
+    transforms = {"self: segment ranks itself first": None}
+    if not args.only_swap:
+        transforms.update({"noise 20 dB SNR: source track credited first": add_noise,
+                           "pitch +1 semitone: source track credited first": pitch_shift})
     outcomes = segment_checks(att, ids, settings, transforms)
     hubs = {o.name: hub(att, o) for o in outcomes}
-    if args.no_prompt:  # as copies found in the wild: no prompt, no timing
-        free = segment_checks(att, ids, settings, transforms, with_prompt=False)
+    wild = [("no prompt", settings)] if args.no_prompt else []
+    if args.empty_prompt:
+        wild.append(("no prompt, empty-prompt scoring", replace(settings, conditioning="prompt")))
+    for label, how in wild:  # as copies found in the wild: no prompt, no timing
+        free = segment_checks(att, ids, how, transforms, with_prompt=False)
         for o in free:
-            o.name = f"no prompt: {o.name}"
+            o.name = f"{label}: {o.name}"
             hubs[o.name] = hub(att, o)
         outcomes.extend(free)
     outcomes.extend(prompt_swap_check(att, ids, settings))
     styles = {t.caption: t.artist for t in att.index.tracks.values() if t.caption}
     fit = None
-    if args.clips_per_style:
+    if args.clips_per_style and not args.only_swap:
         if att.adapter.name == "audiocraft":
             generated, fit = audiocraft_generated_check(att, styles, settings, args.clips_per_style)
         else:
@@ -100,7 +114,8 @@ def main() -> None:
         outcomes.append(generated)
     wall = time.monotonic() - t0
     doc = {"demo_dir": str(args.demo_dir), "adapter": att.adapter.name, "segments": len(att.index.segments), "queries": len(ids),
-           "method": settings.unlearn.to_dict() | {"draws": att.index.meta.settings["draws"], "candidates": "all"},
+           "method": settings.unlearn.to_dict() | {"draws": att.index.meta.settings["draws"], "candidates": "all",
+                                                   "conditioning": settings.conditioning},
            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "wall_s": round(wall, 1),
            "checks": [o.to_dict() for o in outcomes],
            "style_fit": fit.to_dict() if fit else None, "hubs": hubs}

@@ -263,8 +263,8 @@ class Attributor:
         kind = settings.resolved_conditioning(prompt)
         if kind == "unconditional" and not self.index.has_unconditional:
             raise TdaError(f"{self.index.root} has no unconditional baselines, so a clip without a prompt cannot be "
-                           "attributed with it: pass the prompt it was generated with, or rebuild the index with "
-                           "this version of tda-plugin")
+                           "attributed with it: pass the prompt it was generated with, --conditioning prompt to score it "
+                           "under an empty prompt, or rebuild the index without --no-unconditional")
         query = self.encode_query(audio, sample_rate, prompt, un.mask_silence, name=path or "query",
                                   seconds_start=seconds_start, seconds_total=seconds_total, encoded=encoded,
                                   conditioning=kind)
