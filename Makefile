@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
 
-.PHONY: demo test toolkit-env venv clean
+.PHONY: demo test toolkit-env venv clean demo-model
 
 $(BIN)/tda: pyproject.toml requirements/constraints.txt requirements/toolkits.txt requirements/toolkits-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: venv
 # README's install lines in a fresh `pip install stable-audio-tools` venv (slow, downloads; not part of `make test`)
 toolkit-env: venv
 	$(BIN)/python -m pytest -q -m toolkit_env tests/test_toolkit_env.py
+
+# retrain the shipped demo model (adapters/stable_audio_demo_model/TRAINING.md): about an hour on 2 CPU cores
+demo-model: venv
+	$(BIN)/python -m tda_plugin.demo.ship
 
 clean:
 	rm -rf $(VENV) demo-out

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 NAME = "stable-audio"
 REQUIREMENT = "pip install stable-audio-tools 'setuptools<81' (README: Install)"
+#: key of the conditioning dict that marks examples conditioned on the null branch
+UNCONDITIONAL = "__unconditional__"
 
 
 def _toolkit() -> Any:
@@ -130,6 +132,7 @@ class StableAudioAdapter:
     #: the DiT's ContinuousTransformer checkpoints every block (recomputing it in the backward) unless told
     #: otherwise; tda_plugin.gradients turns this off where memory allows (exact: it changes only what is stored)
     activation_checkpointing = True
+    supports_unconditional = True
 
     def __init__(self, model: torch.nn.Module, config: dict[str, Any], fingerprint: str, device: str = "cpu") -> None:
         _, _, self._sampling = _toolkit()
@@ -212,15 +215,20 @@ class StableAudioAdapter:
         return pooled.to(self.device)
 
     def condition(self, conditioning: list[Conditioning]) -> dict[str, Any]:
+        """The conditioner's tensors, plus which examples take the null branch (``Conditioning.unconditional``)."""
         metadata = [{"prompt": c.prompt or "", "seconds_start": float(c.start_s), "seconds_total": float(c.total_s)}
                     for c in conditioning]
         try:
             # T5 conditioning wraps itself in CUDA autocast, which warns on every CPU call
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                return self.model.conditioner(metadata, self.device)
+                cond = self.model.conditioner(metadata, self.device)
         except ValueError as exc:
             raise TdaError(f"the model's conditioning needs inputs tda-plugin does not provide: {exc}") from None
+        null = torch.tensor([c.unconditional for c in conditioning], dtype=torch.bool)
+        if bool(null.any()):
+            cond[UNCONDITIONAL] = null
+        return cond
 
     def timesteps(self, quantiles: torch.Tensor, frames: int) -> torch.Tensor:
         """Map shared stratified quantiles through the model's own timestep sampler and shift."""
@@ -243,9 +251,20 @@ class StableAudioAdapter:
             return frames
         return frames * int(pre.downsampling_ratio)
 
-    @staticmethod
-    def _repeat_cond(cond: dict[str, Any], d: int) -> dict[str, Any]:
-        return {k: [x.repeat_interleave(d, dim=0) if torch.is_tensor(x) else x for x in v] for k, v in cond.items()}
+    def _inputs(self, cond: dict[str, Any], d: int) -> dict[str, Any]:
+        """The DiT's conditioning inputs for ``d`` draws of each example (as the model wrapper's ``forward``
+        builds them), with the cross-attention and prepended conditioning of unconditional examples zeroed
+        exactly as classifier-free guidance's null branch zeroes them (the global timing embedding stays)."""
+        repeated = {k: [x.repeat_interleave(d, dim=0) if torch.is_tensor(x) else x for x in v]
+                    for k, v in cond.items() if k != UNCONDITIONAL}
+        inputs = self.model.get_conditioning_inputs(repeated)
+        null = cond.get(UNCONDITIONAL)
+        if null is not None:
+            keep = (~null).repeat_interleave(d).to(self.device)
+            for key in ("cross_attn_cond", "prepend_cond"):
+                if inputs.get(key) is not None:
+                    inputs[key] = inputs[key] * keep[:, None, None].to(inputs[key].dtype)
+        return inputs
 
     def loss(self, encoded: torch.Tensor, cond: dict[str, Any], draws: Draws, mask: torch.Tensor | None = None,
              cfg_dropout: float = 0.0) -> torch.Tensor:
@@ -267,7 +286,7 @@ class StableAudioAdapter:
         noised = x * alphas + noise * sigmas
         targets = noise * alphas - x * sigmas if self.objective == "v" else noise - x
         extra = {} if self.activation_checkpointing or not self._checkpointed else {"use_checkpointing": False}
-        out = self.model(noised, t, cond=self._repeat_cond(cond, d), cfg_dropout_prob=cfg_dropout, **extra)
+        out = self.model.model(noised, t, **self._inputs(cond, d), cfg_dropout_prob=cfg_dropout, **extra)
         err = (out.float() - targets).pow(2)
         if mask is None:
             per = err.mean(dim=(1, 2))

@@ -1,14 +1,15 @@
 """Behavioural rates on the demo's trained model: self-rank, planted copies, prompt swap, generated clips.
 
-    python bench/behaviour.py --demo-dir demo-out [--queries 24] [--clips-per-style 2] [--name behaviour]
-                              [--subset blocks] [--null-branch] [--only-swap]
+    python bench/behaviour.py --demo-dir demo-out [--queries 24] [--clips-per-style 2] [--no-prompt] [--empty-prompt]
+                              [--conditioning auto] [--subset blocks] [--only-swap] [--name behaviour]
 
 Needs a finished `tda demo --out DIR [--adapter audiocraft]` (model/, catalogue/, index/); the adapter
 is the index's. Writes bench/results/NAME.json and NAME.md (the rates, with the settings and the wall time).
-``--null-branch`` scores every segment and query on the model's null (classifier-free guidance) branch
-instead of its prompt, from DIR/index-null (built on first use): every Conditioning is marked
-``unconditional`` until the core's conditioning mode offers it. ``--only-swap`` runs the self and
-prompt-swap checks only.
+``--no-prompt`` also probes every segment as a copy found in the wild (no prompt: answered under the null
+branch by default), ``--empty-prompt`` the same copies scored under an empty prompt against the captioned
+baselines (how versions before the unconditional mode answered them). ``--conditioning unconditional``
+scores every probe, the prompted ones included, on the model's null (classifier-free guidance) branch.
+``--only-swap`` runs the self and prompt-swap checks only.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import argparse
 import json
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,29 +25,36 @@ import torch
 
 from tda_plugin import Attributor, AttributeSettings
 from tda_plugin.settings import UnlearnSettings
-from tda_plugin.evaluation import (CheckOutcome, add_noise, generated_checks, pitch_shift, prompt_swap_check,
+from tda_plugin.evaluation import (CheckOutcome, add_noise, generated_checks, hub, pitch_shift, prompt_swap_check,
                                    segment_checks, spread_segments)
+from tda_plugin.style_check import StyleFit
 
 
 def audiocraft_generated_check(att: Attributor, styles: dict[str, str], settings: AttributeSettings,
-                               clips_per_style: int) -> CheckOutcome:
+                               clips_per_style: int) -> tuple[CheckOutcome, StyleFit]:
     """Clips from audiocraft's own MusicGen.generate, attributed from the tokens it generated (the wrapper's way)."""
     from tda_plugin.adapters.audiocraft_generation import gen_model, generate
+
+    from tda_plugin.style_check import StyleClassifier, style_fit
 
     model = gen_model(att)
     model.set_generation_params(duration=att.index.meta.segment_seconds, top_k=0, cfg_coef=3.0)
     out = CheckOutcome("generated: prompted artist credited first")
+    sr = att.index.meta.sample_rate
+    clips = []
     for k, (prompt, artist) in enumerate(sorted(styles.items())):
         for j in range(clips_per_style):
             torch.manual_seed(1000 * j + k)
-            _, (result,) = generate(att, model, [prompt], settings=settings)
+            audio, (result,) = generate(att, model, [prompt], settings=settings)
+            clips.append((audio[0].cpu().numpy(), sr, artist))
             out.total += 1
             out.hits += bool(result.artists) and result.artists[0]["artist"] == artist
-    return out
+    classifier = StyleClassifier.from_tracks(list(att.index.tracks.values()), sr, att.index.meta.segment_samples)
+    return out, style_fit(classifier, clips)
 
 
 def stable_audio_generated_check(att: Attributor, styles: dict[str, str], settings: AttributeSettings,
-                                 clips_per_style: int, steps: int) -> CheckOutcome:
+                                 clips_per_style: int, steps: int) -> tuple[CheckOutcome, StyleFit]:
     from tda_plugin.adapters.stable_audio_generation import generate_with_credits
 
     seg = att.index.meta.segment_samples
@@ -60,27 +69,6 @@ def stable_audio_generated_check(att: Attributor, styles: dict[str, str], settin
     return generated_checks(att, styles, generate, settings, clips_per_style, seconds_total=total)
 
 
-def null_branch(demo_dir: Path) -> Attributor:
-    """The demo's model with every Conditioning on the null branch, over DIR/index-null (built if missing)."""
-    import functools
-
-    import tda_plugin.attributor as attributor_module
-    from tda_plugin.adapter import Conditioning
-    from tda_plugin.index import builder
-    from tda_plugin.settings import IndexSettings
-
-    null = functools.partial(Conditioning, unconditional=True)
-    builder.Conditioning = attributor_module.Conditioning = null  # type: ignore[misc]
-    prompted = Attributor.from_index(demo_dir / "index")
-    if not getattr(prompted.adapter, "supports_unconditional", False):
-        raise SystemExit(f"the {prompted.adapter.name} adapter has no null branch")
-    meta = prompted.index.meta
-    builder.build_index(Path(meta.corpus), demo_dir / "index-null", prompted.adapter, checkpoint=Path(meta.checkpoint),
-                        model_config=Path(meta.model_config) if meta.model_config else None,
-                        settings=IndexSettings(**meta.settings))
-    return Attributor.from_index(demo_dir / "index-null", adapter=prompted.adapter)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--demo-dir", type=Path, default=Path("demo-out"))
@@ -90,36 +78,57 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     ap.add_argument("--name", default="behaviour", help="results file name (e.g. behaviour-audiocraft)")
     ap.add_argument("--subset", default=UnlearnSettings.subset, help="parameter subset unlearning moves")
-    ap.add_argument("--null-branch", action="store_true", help="score on the model's null branch, not the prompt")
+    ap.add_argument("--no-prompt", action="store_true", help="also probe every segment as a copy found in the wild (no prompt)")
+    ap.add_argument("--empty-prompt", action="store_true", help="also probe those copies under an empty prompt (the old way)")
+    ap.add_argument("--conditioning", default=AttributeSettings.conditioning, help="auto, prompt or unconditional")
     ap.add_argument("--only-swap", action="store_true", help="self and prompt-swap checks only")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     t0 = time.monotonic()
-    att = null_branch(args.demo_dir) if args.null_branch else Attributor.from_index(args.demo_dir / "index")
-    settings = AttributeSettings(UnlearnSettings(subset=args.subset), candidates="all")
+    att = Attributor.from_index(args.demo_dir / "index")
+    settings = AttributeSettings(UnlearnSettings(subset=args.subset), candidates="all", conditioning=args.conditioning)
     ids = spread_segments(att, args.queries)
     transforms = {"self: segment ranks itself first": None}
     if not args.only_swap:
         transforms.update({"noise 20 dB SNR: source track credited first": add_noise,
                            "pitch +1 semitone: source track credited first": pitch_shift})
     outcomes = segment_checks(att, ids, settings, transforms)
+    hubs = {o.name: hub(att, o) for o in outcomes}
+    wild = [("no prompt", settings)] if args.no_prompt else []
+    if args.empty_prompt:
+        wild.append(("no prompt, empty-prompt scoring", replace(settings, conditioning="prompt")))
+    for label, how in wild:  # as copies found in the wild: no prompt, no timing
+        free = segment_checks(att, ids, how, transforms, with_prompt=False)
+        for o in free:
+            o.name = f"{label}: {o.name}"
+            hubs[o.name] = hub(att, o)
+        outcomes.extend(free)
     outcomes.extend(prompt_swap_check(att, ids, settings))
     styles = {t.caption: t.artist for t in att.index.tracks.values() if t.caption}
-    if not args.only_swap and att.adapter.name == "audiocraft":
-        outcomes.append(audiocraft_generated_check(att, styles, settings, args.clips_per_style))
-    elif not args.only_swap:
-        outcomes.append(stable_audio_generated_check(att, styles, settings, args.clips_per_style, args.steps))
+    fit = None
+    if args.clips_per_style and not args.only_swap:
+        if att.adapter.name == "audiocraft":
+            generated, fit = audiocraft_generated_check(att, styles, settings, args.clips_per_style)
+        else:
+            generated, fit = stable_audio_generated_check(att, styles, settings, args.clips_per_style, args.steps)
+        outcomes.append(generated)
     wall = time.monotonic() - t0
-    doc = {"demo_dir": str(args.demo_dir), "adapter": att.adapter.name, "null_branch": args.null_branch,
-           "segments": len(att.index.segments), "queries": len(ids),
-           "method": settings.unlearn.to_dict() | {"draws": att.index.meta.settings["draws"], "candidates": "all"},
+    doc = {"demo_dir": str(args.demo_dir), "adapter": att.adapter.name, "segments": len(att.index.segments), "queries": len(ids),
+           "method": settings.unlearn.to_dict() | {"draws": att.index.meta.settings["draws"], "candidates": "all",
+                                                   "conditioning": settings.conditioning},
            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "wall_s": round(wall, 1),
-           "checks": [o.to_dict() for o in outcomes]}
+           "checks": [o.to_dict() for o in outcomes],
+           "style_fit": fit.to_dict() if fit else None, "hubs": hubs}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(doc, indent=2) + "\n")
-    lines = ["| check | hits | rate | mean rank |", "|---|---|---|---|"]
+    lines = ["| check | hits | rate | mean rank | most frequent first segment |", "|---|---|---|---|---|"]
     for o in doc["checks"]:
-        lines.append(f"| {o['check']} | {o['hits']}/{o['total']} | {o['rate']:.2f} | {o.get('mean_rank', '')} |")
+        h = hubs.get(o["check"]) or {}
+        top = f"#{h['segment_id']}: first {h['first_for']}/{h['of']}, {h['first_for_other_tracks']} not its track's" if h else ""
+        lines.append(f"| {o['check']} | {o['hits']}/{o['total']} | {o['rate']:.2f} | {o.get('mean_rank', '')} | {top} |")
+    if fit:
+        lines.append(f"| independent: generated clips sound like the prompted artist | {fit.hits}/{fit.total} | "
+                     f"{fit.rate:.2f} | | classifier's own held-out accuracy {fit.classifier_accuracy:.2f} |")
     md = (f"Behavioural checks on `{args.demo_dir}` ({doc['segments']} segments, {len(ids)} probed), "
           f"{doc['machine']}, {wall:.0f} s\n\n" + "\n".join(lines) + "\n")
     (args.out / f"{args.name}.md").write_text(md)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from tda_plugin import Attributor, AttributeSettings, UnlearnSettings
+from tda_plugin import Attributor, AttributeSettings
 from tda_plugin import unlearn
 from tda_plugin.evaluation import spread_segments
 from tda_plugin.experiments.prefilter import noisy_queries

@@ -69,8 +69,8 @@ def _sinks(names: list[str] | None) -> list[str]:
 
 
 def attribute_clip(attributor: Any, clip: Clip, settings: AttributeSettings) -> Any:
-    """The one place a clip is attributed. ``clip.prompt`` None: no prompt is known, so it is attributed
-    unconditioned (an empty prompt today; issue 10's unconditional mode of the Attributor goes here)."""
+    """The one place a clip is attributed. ``clip.prompt`` None: no prompt is known, so under the default
+    ``--conditioning auto`` it is attributed on the model's null branch (docs/method.md)."""
     from tda_plugin import audio as audio_io
 
     data, rate = audio_io.load(clip.path)
@@ -100,6 +100,9 @@ def attribute(
     ewc: Annotated[float, typer.Option(help="EWC weight in [0, 1] (ascent)")] = UnlearnSettings.ewc,
     normalize: Annotated[str, typer.Option(help="self: τ relative to each segment's sensitivity; none: raw τ")] = UnlearnSettings.normalize,
     mask_silence: Annotated[bool, typer.Option(help="mask silent frames out of the query loss")] = True,
+    conditioning: Annotated[str, typer.Option(help="auto: a clip's prompt when it has one, else the model's null branch; "
+                                                   "prompt: always the prompt (empty if none); unconditional: always the "
+                                                   "null branch")] = AttributeSettings.conditioning,
     seconds_start: Annotated[Optional[float], typer.Option(help="timing conditioning the clips were generated with "
                                                                 "(default: as stored with each clip, else 0)")] = None,
     seconds_total: Annotated[Optional[float], typer.Option(help="timing conditioning (default: as stored with each clip, "
@@ -125,7 +128,7 @@ def attribute(
 def _run(audio: list[Path], index: Path, prompt: str | None, prompts: Path | None, top: int, candidates: str,
          shortlist: int, shortlist_draws: int, json_out: Path | None, csv_out: Path | None, mode: str, alpha: float | None, relative_step: float, steps: int,
          subset: str, unlearn_draws: int, damping: float | None, ewc: float, normalize: str, mask_silence: bool,
-         seconds_start: float | None, seconds_total: float | None, batch_size: int, device: str, ckpt: Path | None,
+         conditioning: str, seconds_start: float | None, seconds_total: float | None, batch_size: int, device: str, ckpt: Path | None,
          model_config: Path | None, sink: list[str] | None, ledger: Path | None, tag_top: int,
          sink_option: list[str] | None) -> None:
     from tda_plugin import progress
@@ -144,7 +147,8 @@ def _run(audio: list[Path], index: Path, prompt: str | None, prompts: Path | Non
                               unlearn_draws=unlearn_draws, damping=damping, ewc=ewc, normalize=normalize,  # type: ignore[arg-type]
                               mask_silence=mask_silence)
     settings = AttributeSettings(unlearn, top=top, candidates=_candidates(candidates), batch_size=batch_size,
-                                 shortlist=shortlist or None, shortlist_draws=shortlist_draws)
+                                 shortlist=shortlist or None, shortlist_draws=shortlist_draws,
+                                 conditioning=conditioning)  # type: ignore[arg-type]
     sinks = _sinks(sink)
     options = SinkOptions(ledger=ledger, tag_top=tag_top, extra=_key_values(sink_option or []))
     opened = Index(index)
@@ -197,9 +201,10 @@ def _announce(attributor: Any, clips: list[Clip], settings: AttributeSettings, e
     returns each clip's estimate."""
     meta = attributor.index.meta
     for clip in clips:
-        if clip.prompt is None:
+        if clip.prompt is None and settings.conditioning != "unconditional":
+            how = "on the model's null branch" if settings.conditioning == "auto" else "under an empty prompt"
             where = "none stored with the clip" if "prompt" in clip.sources else "no --prompt, no --prompts row, none stored with the clip"
-            say("warning:", "yellow", f"{clip.path}: no prompt ({where}); attributed unconditioned. A prompted clip's "
+            say("warning:", "yellow", f"{clip.path}: no prompt ({where}); attributed {how}. A prompted clip's "
                                       "credits depend on its prompt: pass the one it was generated with if you know it")
     row_s = est.row_seconds(attributor)
     estimates = [est.estimate(attributor, c.duration_s, settings, row_s) for c in clips]

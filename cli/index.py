@@ -33,6 +33,9 @@ def index_build(
     embedder: Annotated[str, typer.Option(help="prefilter embedder")] = IndexSettings.embedder,
     shard_size: Annotated[int, typer.Option(help="segments per shard (unit of resumption)")] = IndexSettings.shard_size,
     damping: Annotated[float, typer.Option(help="λ of the stored sensitivities, as a fraction of the mean Fisher")] = IndexSettings.damping,
+    unconditional: Annotated[bool, typer.Option(help="also cache every statistic under the model's null conditioning, "
+                                                     "for clips without a prompt (where the adapter has one; doubles "
+                                                     "the statistics stage)")] = IndexSettings.unconditional,
     batch_size: Annotated[int, typer.Option(help="segment-draws per forward pass")] = 64,
     device: Device = "auto",
     overwrite: Annotated[bool, typer.Option(help="replace an index built with other settings (or whose index.json is damaged)")] = False,
@@ -44,7 +47,7 @@ def index_build(
     from tda_plugin.registry import load_adapter
 
     settings = IndexSettings(segment_seconds=segment_seconds, draws=draws, seed=seed, fisher_segments=fisher_segments,
-                             embedder=embedder, shard_size=shard_size, damping=damping)
+                             embedder=embedder, shard_size=shard_size, damping=damping, unconditional=unconditional)
     with progress.stage("load model"):
         model = load_adapter(adapter, ckpt, model_config=model_config, device=device_name(device))
     report = build_index(corpus, out_dir, model, checkpoint=ckpt, model_config=model_config or ckpt.with_name("model_config.json"),

@@ -26,7 +26,14 @@ from .randomness import Draws
 
 @dataclass(frozen=True)
 class Conditioning:
-    """What the model was (or is) conditioned on for one example."""
+    """What the model was (or is) conditioned on for one example.
+
+    ``unconditional``: condition this example on the model's own null conditioning, the branch that
+    classifier-free guidance uses (and that training with condition dropout teaches), instead of its
+    prompt. A copy found in the wild has no prompt; scoring it and the training segments alike under
+    the null branch keeps their losses comparable (docs/method.md, "Unconditional attribution").
+    Adapters that offer this set ``supports_unconditional = True``.
+    """
 
     prompt: str | None
     start_s: float = 0.0
@@ -68,7 +75,11 @@ class ModelAdapter(Protocol):
         """Map a [B, S] keep-mask over audio samples to a [B, frames] keep-mask over encoded frames."""
 
     def condition(self, conditioning: list[Conditioning]) -> Any:
-        """Build the model's conditioning for a batch; passed back to :meth:`loss` unchanged."""
+        """Build the model's conditioning for a batch; passed back to :meth:`loss` unchanged.
+
+        Each example's conditioning must depend on that example alone (not on its batch mates), and
+        an example with ``unconditional=True`` gets the model's null conditioning (when the adapter
+        sets ``supports_unconditional``)."""
 
     def loss(self, encoded: torch.Tensor, cond: Any, draws: Draws, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Per-(sample, draw) training loss [B, D] (see the module docstring for the exact contract)."""

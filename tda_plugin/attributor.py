@@ -27,7 +27,7 @@ from .errors import AudioError, CheckpointError, TdaError
 from .fisher import group_damping, named_parameters
 from .index import vectors
 from .index.builder import segment_conditioning
-from .index.store import Index
+from .index.store import Index, conditioned
 from .progress import stage
 from .randomness import make_draws, query_stream, segment_stream
 from .registry import get_embedder_spec, load_adapter
@@ -72,6 +72,8 @@ class EncodedQuery:
     conformed: dict[str, Any] = field(default_factory=dict)
     #: what is odd about the clip but was attributed as is (``query.warnings``)
     warnings: list[str] = field(default_factory=list)
+    #: "prompt" or "unconditional": how this query and the segments it is scored against are conditioned
+    mode: str = "prompt"
 
 
 class Attributor:
@@ -112,10 +114,12 @@ class Attributor:
     # -- query ----------------------------------------------------------------------------------
     def encode_query(self, audio: np.ndarray | torch.Tensor, sample_rate: int, prompt: str | None,
                      mask_silence: bool = True, name: str = "query", seconds_start: float = 0.0,
-                     seconds_total: float | None = None, encoded: torch.Tensor | None = None) -> EncodedQuery:
+                     seconds_total: float | None = None, encoded: torch.Tensor | None = None,
+                     conditioning: str = "prompt") -> EncodedQuery:
         """Window, encode and mask a query. ``encoded`` is the clip's training representation [..., frames] when
         it is known exactly (the tokens a token LM generated: re-encoding decoded audio through a codec is lossy);
-        it is windowed like the audio instead of encoding the audio."""
+        it is windowed like the audio instead of encoding the audio. ``conditioning="unconditional"`` conditions
+        the query on the model's null branch instead of ``prompt``."""
         meta = self.index.meta
         data = audio.detach().cpu().numpy() if torch.is_tensor(audio) else np.asarray(audio, dtype=np.float32)
         data = data[None] if data.ndim == 1 else data
@@ -142,8 +146,10 @@ class Attributor:
             raise AudioError(f"{name}: the audio is silent; nothing to attribute")
         mask = self.adapter.frame_mask(sample_keep, encoded.shape[-1])
         total = duration if seconds_total is None else seconds_total
-        conds = [Conditioning(prompt, seconds_start + w * meta.segment_seconds, total) for w in range(len(wins))]
-        return EncodedQuery(encoded, mask, conds, duration, conformed={**conformed, "changes": changes}, warnings=notes)
+        conds = [Conditioning(prompt, seconds_start + w * meta.segment_seconds, total,
+                              unconditional=conditioning == "unconditional") for w in range(len(wins))]
+        return EncodedQuery(encoded, mask, conds, duration, conformed={**conformed, "changes": changes}, warnings=notes,
+                            mode=conditioning)
 
     def _window_encoded(self, encoded: torch.Tensor, count: int) -> torch.Tensor:
         """A known representation [..., frames] of the whole clip cut into ``count`` segment windows (zero-padded)."""
@@ -188,7 +194,7 @@ class Attributor:
         if m >= len(all_ids):
             return all_ids
         q = self.query_vector(query)
-        return sorted(int(i) for i in vectors.search(self.index.vectors(), q[0], m))
+        return sorted(int(i) for i in vectors.search(self.index.vectors(query.mode), q[0], m))
 
     def prefilter_basis(self, un: UnlearnSettings, candidates: int) -> dict[str, Any] | None:
         """What ranked the ``candidates`` when a prefilter chose them (None: every segment was a candidate).
@@ -227,24 +233,27 @@ class Attributor:
         return names, delta, alpha, relative_step
 
     def exact_scores(self, ids: list[int], names: list[str], delta: list[torch.Tensor], un: UnlearnSettings,
-                     batch_size: int, precision: Precision = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
-        """(τ, score) of ``ids``: the mean loss change, and τ / s_i under the "self" normalisation."""
+                     batch_size: int, precision: Precision = "fp32",
+                     conditioning: str = "prompt") -> tuple[torch.Tensor, torch.Tensor]:
+        """(τ, score) of ``ids``: the mean loss change, and τ / s_i under the "self" normalisation; the
+        segments are conditioned as ``conditioning`` says (their prompts, or the null branch)."""
         if batch_size == 0:
             batch_size = self._auto_batch(ids, precision)
-        after = self.losses_after(ids, names, delta, batch_size, precision)
-        base = self.index.baseline_rows(ids) if precision == "fp32" else \
-            self.losses_after(ids, names, [torch.zeros_like(d) for d in delta], batch_size, precision)
+        after = self.losses_after(ids, names, delta, batch_size, precision, conditioning)
+        base = self.index.baseline_rows(ids, conditioned("losses", conditioning)) if precision == "fp32" else \
+            self.losses_after(ids, names, [torch.zeros_like(d) for d in delta], batch_size, precision, conditioning)
         tau = (after - base).mean(dim=1)
-        return tau, self.normalised(ids, tau, un)
+        return tau, self.normalised(ids, tau, un, conditioning)
 
-    def normalised(self, ids: list[int], tau: torch.Tensor, un: UnlearnSettings) -> torch.Tensor:
+    def normalised(self, ids: list[int], tau: torch.Tensor, un: UnlearnSettings,
+                   conditioning: str = "prompt") -> torch.Tensor:
         """Scores from loss changes τ: τ / s_i under the "self" normalisation, else τ itself."""
         if un.normalize != "self":
             return tau
-        key = f"sensitivity.{un.subset}"
+        key = conditioned(f"sensitivity.{un.subset}", conditioning)
+        sens = self.index.baseline_rows(ids, key)  # one line of error if the index lacks this conditioning
         # a zero-gradient segment must not explode; the floor is the index's, so no score depends on the candidates
-        floor = float(self.index.baseline[key].max()) * 1e-6 + 1e-30
-        return tau / self.index.baseline_rows(ids, key).clamp_min(floor)
+        return tau / sens.clamp_min(float(self.index.baseline[key].max()) * 1e-6 + 1e-30)
 
     def _auto_batch(self, ids: list[int], precision: Precision) -> int:
         s = self.index.segments[ids[0]]
@@ -255,9 +264,10 @@ class Attributor:
                                precision=precision))
 
     def losses_after(self, ids: list[int], names: list[str], delta: list[torch.Tensor], batch_size: int,
-                     precision: Precision = "fp32", draws: Sequence[int] | None = None) -> torch.Tensor:
-        """L(z_i, θ0+Δ) [n, D] for ``ids`` (or [n, len(draws)]: only those of the index's draws);
-        under torchrun, batches of segment ids are dealt out across ranks.
+                     precision: Precision = "fp32", conditioning: str = "prompt",
+                     draws: Sequence[int] | None = None) -> torch.Tensor:
+        """L(z_i, θ0+Δ) [n, D] for ``ids`` (or [n, len(draws)]: only those of the index's draws), the segments
+        conditioned as ``conditioning`` says; under torchrun, batches of segment ids are dealt out across ranks.
 
         Each batch is the one a single process would score, so the gathered result is bit-identical.
         """
@@ -274,7 +284,7 @@ class Attributor:
             for b in mine:
                 chunk = batches[b]
                 segs = [self.index.segments[i] for i in chunk]
-                conds = [segment_conditioning(self.index.tracks[s.track_id], s) for s in segs]
+                conds = [segment_conditioning(self.index.tracks[s.track_id], s, conditioning) for s in segs]
                 parts[b] = losses(self.adapter, self.index.gather(chunk, "latents"), conds,
                                   [segment_stream(i) for i in chunk], seed=seed, draws=total, batch_size=batch_size,
                                   precision=precision, subset=draws)
@@ -297,16 +307,22 @@ class Attributor:
         meta = self.index.meta
         seed, draws = meta.settings["seed"], meta.settings["draws"]
         un = settings.unlearn
+        kind = settings.resolved_conditioning(prompt)
+        if kind == "unconditional" and not self.index.has_unconditional:
+            raise TdaError(f"{self.index.root} has no unconditional baselines, so a clip without a prompt cannot be "
+                           "attributed with it: pass the prompt it was generated with, --conditioning prompt to score it "
+                           "under an empty prompt, or rebuild the index without --no-unconditional")
         with stage("encode"):
             query = self.encode_query(audio, sample_rate, prompt, un.mask_silence, name=path or "query",
-                                      seconds_start=seconds_start, seconds_total=seconds_total, encoded=encoded)
+                                      seconds_start=seconds_start, seconds_total=seconds_total, encoded=encoded,
+                                      conditioning=kind)
         with stage("unlearn"):
             names, delta, alpha, relative_step = self.forget(query, un)
         index_damping = float(meta.settings.get("damping", 0.1))
         damping = index_damping if un.damping is None else un.damping
         with stage("prefilter"):
             candidates = self.candidates(query, settings)
-        scored = shortlist.scores(self, candidates, names, delta, un, settings)
+        scored = shortlist.scores(self, candidates, names, delta, un, settings, kind)
         ids, tau, score = scored.ids, scored.tau, scored.score
         scores = {sid: float(s) for sid, s in zip(ids, score.tolist())}
         raw = dict(zip(ids, tau.tolist()))
@@ -319,7 +335,7 @@ class Attributor:
                    "seconds_start": seconds_start, "seconds_total": query.conditioning[0].total_s,
                    "conformed": query.conformed, "warnings": query.warnings},
             model={"adapter": self.adapter.name, "fingerprint": self.adapter.fingerprint},
-            method={**un.to_dict(), "alpha": alpha, "alpha_from": "given" if un.alpha else "relative_step",
+            method={**un.to_dict(), "conditioning": kind, "alpha": alpha, "alpha_from": "given" if un.alpha else "relative_step",
                     "damping": damping, "sensitivity_damping": index_damping, "draws": draws, "seed": seed, "candidates": settings.candidates,
                     "candidates_scored": len(candidates), "shortlist": settings.shortlist,
                     "shortlist_draws": settings.shortlist_draws, "scored": len(ids), "embedder": meta.settings["embedder"], "training_segments": len(self.index.segments),

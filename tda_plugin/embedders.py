@@ -46,22 +46,25 @@ def latent_stats(adapter: "ModelAdapter", encoded: torch.Tensor, cond: Any, stre
 N_MFCC = 20
 
 
-def mfcc_chroma(adapter: "ModelAdapter", encoded: torch.Tensor, cond: Any, streams: list[str], seed: int) -> torch.Tensor:
-    """Mean/std over frames of MFCCs 1..19 and of the chroma, each block L2-normalised, of the decoded audio."""
+def audio_features(y: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Mean/std over frames of MFCCs 1..19 and of the chroma of mono audio ``y``, each block L2-normalised:
+    timbre and pitch content, with no model involved (also the independent style check's features)."""
     try:
         import librosa
     except ImportError:
-        raise TdaError("the mfcc_chroma embedder needs librosa: pip install 'tda-plugin[features]'") from None
+        raise TdaError("audio features need librosa: pip install 'tda-plugin[features]'") from None
 
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    mfcc = librosa.feature.mfcc(y=y, sr=sample_rate, n_mfcc=N_MFCC)[1:]
+    chroma = librosa.feature.chroma_stft(y=y, sr=sample_rate, tuning=0.0)
+    blocks = [mfcc.mean(axis=1), mfcc.std(axis=1), chroma.mean(axis=1), chroma.std(axis=1)]
+    return np.concatenate([b / max(float(np.linalg.norm(b)), 1e-12) for b in blocks])
+
+
+def mfcc_chroma(adapter: "ModelAdapter", encoded: torch.Tensor, cond: Any, streams: list[str], seed: int) -> torch.Tensor:
+    """:func:`audio_features` of the decoded audio."""
     audio = adapter.decode(encoded).float().mean(dim=1).cpu().numpy()  # mono
-    out = []
-    for y in audio:
-        y = np.ascontiguousarray(y, dtype=np.float32)
-        mfcc = librosa.feature.mfcc(y=y, sr=adapter.sample_rate, n_mfcc=N_MFCC)[1:]
-        chroma = librosa.feature.chroma_stft(y=y, sr=adapter.sample_rate)
-        blocks = [mfcc.mean(axis=1), mfcc.std(axis=1), chroma.mean(axis=1), chroma.std(axis=1)]
-        out.append(np.concatenate([b / max(float(np.linalg.norm(b)), 1e-12) for b in blocks]))
-    return torch.from_numpy(np.stack(out)).float()
+    return torch.from_numpy(np.stack([audio_features(y, adapter.sample_rate) for y in audio])).float()
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import numpy as np
 from . import audio as audio_io
 from .attributor import Attributor
 from .settings import AttributeSettings
+from .style_check import StyleClassifier, StyleFit, style_fit
 
 Transform = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 
@@ -41,6 +42,8 @@ class CheckOutcome:
     hits: int = 0
     total: int = 0
     ranks: list[int] = field(default_factory=list)
+    #: (first-ranked segment id, the query's source track id) per query, where the check has a source
+    tops: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -70,10 +73,13 @@ def segment_audio(att: Attributor, segment_id: int) -> np.ndarray:
 
 
 def segment_checks(att: Attributor, ids: list[int], settings: AttributeSettings, transforms: dict[str, Transform | None],
-                   seed: int = 0) -> list[CheckOutcome]:
-    """For each segment and transform: attribute the (transformed) cut-out with the segment's own conditioning.
+                   seed: int = 0, with_prompt: bool = True) -> list[CheckOutcome]:
+    """For each segment and transform: attribute the (transformed) cut-out with the segment's own conditioning,
+    or, ``with_prompt=False``, as a copy found in the wild: no prompt and no timing (``settings.conditioning``
+    then decides how it is scored; "auto" scores it unconditionally).
 
     "self" (no transform) counts rank-1 of the segment itself; the others count the source track credited first.
+    Every outcome also records which segment came first (``top``), so hub segments show (:func:`hub`).
     """
     rng = np.random.default_rng(seed)
     outcomes = {name: CheckOutcome(name) for name in transforms}
@@ -84,11 +90,15 @@ def segment_checks(att: Attributor, ids: list[int], settings: AttributeSettings,
         clip = segment_audio(att, sid)
         for name, transform in transforms.items():
             query = clip if transform is None else transform(clip, sr, rng)
-            result = att.attribute(query, sr, prompt=track.caption, settings=settings,
-                                   seconds_start=seg.start_s, seconds_total=track.duration_s)
+            if with_prompt:
+                result = att.attribute(query, sr, prompt=track.caption, settings=settings,
+                                       seconds_start=seg.start_s, seconds_total=track.duration_s)
+            else:
+                result = att.attribute(query, sr, prompt=None, settings=settings)
             ranked = sorted(result.scores, key=lambda k: (-result.scores[k], k))
             out = outcomes[name]
             out.total += 1
+            out.tops.append((ranked[0], seg.track_id))
             if transform is None:
                 out.ranks.append(ranked.index(sid) + 1)
                 out.hits += ranked[0] == sid
@@ -97,21 +107,39 @@ def segment_checks(att: Attributor, ids: list[int], settings: AttributeSettings,
     return list(outcomes.values())
 
 
+def hub(att: Attributor, outcome: CheckOutcome) -> dict[str, object]:
+    """The segment that came first most often, and for how many queries not from its own track: a "hub"
+    wins queries it has nothing to do with. Every segment should be first only for its own track's queries."""
+    if not outcome.tops:
+        return {}
+    counts: dict[int, int] = {}
+    for top, _ in outcome.tops:
+        counts[top] = counts.get(top, 0) + 1
+    sid = max(counts, key=lambda k: (counts[k], -k))
+    track = att.index.segments[sid].track_id
+    foreign = sum(1 for top, source in outcome.tops if top == sid and source != track)
+    return {"segment_id": sid, "first_for": counts[sid], "of": outcome.total, "first_for_other_tracks": foreign}
+
+
 def generated_checks(att: Attributor, style_artist: dict[str, str], generate: Callable[[str, int], np.ndarray],
                      settings: AttributeSettings, clips_per_style: int = 1, seed: int = 0,
-                     seconds_total: float | None = None) -> CheckOutcome:
+                     seconds_total: float | None = None) -> tuple[CheckOutcome, StyleFit]:
     """Generate clips per style prompt; a hit is the style's artist holding the largest share.
 
-    ``seconds_total`` is the timing conditioning the clips were generated with."""
+    Also returns the independent check of the same clips (:mod:`tda_plugin.style_check`): do they sound like
+    the prompted artist at all? ``seconds_total`` is the timing conditioning the clips were generated with."""
     out = CheckOutcome("generated: prompted artist credited first")
     sr = att.index.meta.sample_rate
+    classifier = StyleClassifier.from_tracks(list(att.index.tracks.values()), sr, att.index.meta.segment_samples)
+    clips = []
     for k, (prompt, artist) in enumerate(sorted(style_artist.items())):
         for j in range(clips_per_style):
             clip = generate(prompt, seed + 1000 * j + k)
+            clips.append((clip, sr, artist))
             result = att.attribute(clip, sr, prompt=prompt, settings=settings, seconds_total=seconds_total)
             out.total += 1
             out.hits += bool(result.artists) and result.artists[0]["artist"] == artist
-    return out
+    return out, style_fit(classifier, clips)
 
 
 def prompt_swap_check(att: Attributor, ids: list[int], settings: AttributeSettings) -> tuple[CheckOutcome, CheckOutcome]:

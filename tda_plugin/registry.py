@@ -40,8 +40,9 @@ class TrainingRecipe:
 
     ``train`` returns (checkpoint, config) loadable by the adapter; it must be deterministic given the seed
     and step budget, never use audio inside an ``exclude``d (start_s, end_s) range of a track (keyed by its
-    resolved path), and leave the model's audio representation (encoder) untrained, so that retrained models
-    score the same encoded query. ``generate`` returns audio [channels, samples] for a prompt and seed.
+    resolved path), and never train the model's audio representation inside it (the encoder is fixed, or
+    trained once per catalogue before any model is and shared by all), so that retrained models score the
+    same encoded query. ``generate`` returns audio [channels, samples] for a prompt and seed.
     """
 
     train: TrainFn

@@ -10,6 +10,7 @@ from .errors import TdaError
 SUBSETS = ("blocks", "self_attn", "cross_attn", "cross_attn_kv")
 #: λ = damping · mean Fisher divides by F + λ, and a Fisher has exact zeros (parameters without gradient)
 DAMPING_ERROR = "damping must be positive (the preconditioner divides by F + damping · mean F, and F has zeros)"
+CONDITIONINGS = ("auto", "prompt", "unconditional")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class IndexSettings:
     shard_size: int = 64
     #: λ of the stored per-segment sensitivities, as a fraction of the subset's mean Fisher
     damping: float = 0.1
+    #: also cache every segment's losses, sensitivities and prefilter vectors under the model's null
+    #: conditioning, for attributing clips that come without a prompt (when the adapter supports it)
+    unconditional: bool = True
 
     def __post_init__(self) -> None:
         if self.segment_seconds is not None and self.segment_seconds <= 0:
@@ -120,17 +124,29 @@ class AttributeSettings:
     #: "fp32", or "bf16": autocast on CUDA with fp32 losses; the baseline is then recomputed in bf16 for
     #: the candidates (paired), since the cached fp32 baseline would not cancel bf16 rounding
     precision: Literal["fp32", "bf16"] = "fp32"
+    #: how the query and the training segments are conditioned: "prompt" (each under its own prompt),
+    #: "unconditional" (both under the model's null conditioning: for copies found without a prompt), or
+    #: "auto" (prompt when the query has one, else unconditional)
+    conditioning: Literal["auto", "prompt", "unconditional"] = "auto"
 
     def __post_init__(self) -> None:
         if self.top < 1 or self.batch_size < 0:
             raise TdaError("top must be at least 1 and batch size non-negative (0: automatic)")
         if self.precision not in ("fp32", "bf16"):
             raise TdaError(f"unknown precision {self.precision!r} (fp32 or bf16)")
+        if self.conditioning not in CONDITIONINGS:
+            raise TdaError(f"unknown conditioning {self.conditioning!r} ({', '.join(CONDITIONINGS)})")
         if self.candidates != "all" and not (isinstance(self.candidates, int) and self.candidates >= 1) \
                 and _percentage(self.candidates) is None:
             raise TdaError("candidates must be a positive integer, a percentage such as '5%', or 'all'")
         if (self.shortlist is not None and self.shortlist < 1) or self.shortlist_draws < 1:
             raise TdaError("the shortlist and its first-pass draws must be at least 1")
+
+    def resolved_conditioning(self, prompt: str | None) -> Literal["prompt", "unconditional"]:
+        """The conditioning that answers a query with (or without) ``prompt``."""
+        if self.conditioning == "auto":
+            return "prompt" if prompt else "unconditional"
+        return self.conditioning
 
     def candidate_count(self, n: int) -> int:
         """M for a catalogue of ``n`` segments; a percentage never gives fewer than ``MIN_CANDIDATES``."""

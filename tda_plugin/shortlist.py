@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
+from .index.store import conditioned
 from .settings import AttributeSettings, UnlearnSettings
 
 if TYPE_CHECKING:
@@ -50,31 +51,36 @@ def top_ids(ids: Sequence[int], score: torch.Tensor, k: int) -> list[int]:
 
 
 def scores(att: "Attributor", ids: list[int], names: list[str], delta: list[torch.Tensor], un: UnlearnSettings,
-           settings: AttributeSettings) -> Scored:
-    """τ and score of the best candidates: all of ``ids`` without a shortlist, else the two passes above."""
+           settings: AttributeSettings, conditioning: str = "prompt") -> Scored:
+    """τ and score of the best candidates: all of ``ids`` without a shortlist, else the two passes above; the
+    segments conditioned as ``conditioning`` says (their prompts, or the null branch)."""
     batch = settings.batch_size or att._auto_batch(ids, settings.precision)
     draws = int(att.index.meta.settings["draws"])
     k = settings.shortlist
     first = first_pass_draws(draws, settings.shortlist_draws)
     if settings.candidates == "all" or k is None or k >= len(ids) or len(first) >= draws:  # "all": exhaustive
-        tau, score = att.exact_scores(ids, names, delta, un, batch, settings.precision)
+        tau, score = att.exact_scores(ids, names, delta, un, batch, settings.precision, conditioning)
         return Scored(list(ids), tau, score)
     rest = [j for j in range(draws) if j not in first]
-    early = att.losses_after(ids, names, delta, batch, settings.precision, draws=first) - _baseline(att, ids, first, names, delta, batch, settings)
-    partial = att.normalised(ids, early.mean(dim=1), un)
+    def change(of: list[int], subset: list[int]) -> torch.Tensor:
+        after = att.losses_after(of, names, delta, batch, settings.precision, conditioning, draws=subset)
+        return after - _baseline(att, of, subset, names, delta, batch, settings, conditioning)
+
+    early = change(ids, first)
+    partial = att.normalised(ids, early.mean(dim=1), un, conditioning)
     keep = top_ids(ids, partial, k)
     row = {sid: j for j, sid in enumerate(ids)}
-    late = att.losses_after(keep, names, delta, batch, settings.precision, draws=rest) - _baseline(att, keep, rest, names, delta, batch, settings)
-    change = torch.empty(len(keep), draws)
-    change[:, first] = early[[row[i] for i in keep]]
-    change[:, rest] = late
-    tau = change.mean(dim=1)
-    return Scored(keep, tau, att.normalised(keep, tau, un), dict(zip(ids, partial.tolist())))
+    whole = torch.empty(len(keep), draws)
+    whole[:, first] = early[[row[i] for i in keep]]
+    whole[:, rest] = change(keep, rest)
+    tau = whole.mean(dim=1)
+    return Scored(keep, tau, att.normalised(keep, tau, un, conditioning), dict(zip(ids, partial.tolist())))
 
 
 def _baseline(att: "Attributor", ids: list[int], draws: list[int], names: list[str], delta: list[torch.Tensor],
-              batch: int, settings: AttributeSettings) -> torch.Tensor:
+              batch: int, settings: AttributeSettings, conditioning: str) -> torch.Tensor:
     """L(z_i, θ0) on these draws: the cached rows in fp32; recomputed (paired) in bf16, as exact_scores does."""
     if settings.precision == "fp32":
-        return att.index.baseline_rows(ids)[:, draws]
-    return att.losses_after(ids, names, [torch.zeros_like(d) for d in delta], batch, settings.precision, draws=draws)
+        return att.index.baseline_rows(ids, conditioned("losses", conditioning))[:, draws]
+    return att.losses_after(ids, names, [torch.zeros_like(d) for d in delta], batch, settings.precision, conditioning,
+                            draws=draws)

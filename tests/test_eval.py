@@ -181,11 +181,13 @@ def test_retraining_without_nothing_reproduces_the_model(tmp_path: Path) -> None
     from tda_plugin.adapters.stable_audio_demo import retrain
     from tda_plugin.catalog import read_catalog
 
-    from .conftest import write_catalogue
+    from .conftest import tiny_config, write_catalogue
 
     tracks = read_catalog(write_catalogue(tmp_path / "cat", n_tracks=2, seconds=4.2))
-    a = load_file(str(retrain(tracks, tmp_path / "a", seed=3, steps=2, exclude={})[0]))
-    b = load_file(str(retrain(tracks, tmp_path / "b", seed=3, steps=2, exclude={})[0]))
-    c = load_file(str(retrain(tracks, tmp_path / "c", seed=3, steps=2, exclude={tracks[0].resolved: [(0.0, 4.2)]})[0]))
+    config = tiny_config(sorted({t.caption or "" for t in tracks}))
+    a = load_file(str(retrain(tracks, tmp_path / "a", seed=3, steps=2, exclude={}, config=config)[0]))
+    b = load_file(str(retrain(tracks, tmp_path / "b", seed=3, steps=2, exclude={}, config=config)[0]))
+    c = load_file(str(retrain(tracks, tmp_path / "c", seed=3, steps=2, exclude={tracks[0].resolved: [(0.0, 4.2)]},
+                              config=config)[0]))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], c[k]) for k in a)

@@ -1,14 +1,18 @@
 """`tda demo`: the whole job on an embedded default, end to end.
 
-Synthesise (or read) a credited catalogue -> train a small model of the toolkit's real architecture
-within a time budget -> build the attribution index -> generate clips with the toolkit's own
-generate call -> attribute each -> credits JSON beside each WAV, a table, one HTML report.
+Synthesise (or read) a credited catalogue -> take the shipped model of the toolkit's real architecture
+that was trained on it (or train one for a fixed number of steps: ``train=True``, a real catalogue, or
+a catalogue the shipped model was not trained on) -> build the attribution index -> generate clips
+with the toolkit's own generate call -> attribute each -> credits JSON beside each WAV, a table, one
+HTML report, with two separate figures at its top: how many clips sound like the prompted artist
+(an independent check, :mod:`tda_plugin.style_check`) and how many credit the prompted artist first.
 Every step that already finished in ``out`` (catalogue, model, index) is reused on a rerun.
 """
 from __future__ import annotations
 
 import csv
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +28,7 @@ from ..index.builder import build_index
 from ..evaluation import segment_audio
 from ..report import ClipReport, SegmentAudio, write_html_report
 from ..settings import AttributeSettings, IndexSettings
+from ..style_check import StyleClassifier, StyleFit, style_fit
 from .synth import synthesise_catalogue
 
 log = logging.getLogger(__name__)
@@ -35,6 +40,8 @@ class DemoRun:
     clips: list[tuple[Path, AttributionResult]] = field(default_factory=list)
     report: Path | None = None
     styles_credited_first: int = 0
+    #: the independent check: how many clips sound like the prompted artist (no model, no attribution)
+    style_fit: StyleFit | None = None
 
 
 def _with_captions(corpus: Path, out: Path) -> Path:
@@ -63,15 +70,22 @@ class DemoModel:
     generate: Callable[[Attributor, str, int], tuple[np.ndarray, AttributionResult]]
 
 
-def _stable_audio(tracks: list, model_dir: Path, *, minutes: float, seed: int, device: str, steps: int,
+def _stable_audio(tracks: list, model_dir: Path, *, train: bool, seed: int, device: str, steps: int,
                   settings: AttributeSettings) -> DemoModel:
     from ..adapters.stable_audio import load as load_adapter
-    from ..adapters.stable_audio_demo import train_demo_model
+    from ..adapters.stable_audio_demo import shipped_model, train_demo_model
     from ..adapters.stable_audio_generation import generate_with_credits
 
     ckpt, cfg = model_dir / "model.safetensors", model_dir / "model_config.json"
     if not (ckpt.is_file() and cfg.is_file()):
-        train_demo_model(tracks, model_dir, minutes=minutes, seed=seed)
+        shipped = None if train else shipped_model(tracks, seed=seed)
+        if shipped is None:
+            train_demo_model(tracks, model_dir, seed=seed)
+        else:  # copied, so the demo's folder holds everything its index refers to
+            model_dir.mkdir(parents=True, exist_ok=True)
+            for src, dst in zip(shipped, (ckpt, cfg)):
+                with atomic_path(dst) as tmp:
+                    shutil.copyfile(src, tmp)
 
     def generate(attributor: Attributor, prompt: str, i: int) -> tuple[np.ndarray, AttributionResult]:
         # timing conditioning as in training: the start of a track of typical length
@@ -85,7 +99,7 @@ def _stable_audio(tracks: list, model_dir: Path, *, minutes: float, seed: int, d
     return DemoModel(load_adapter(ckpt, model_config=cfg, device=device), ckpt, cfg, generate)
 
 
-def _audiocraft(tracks: list, model_dir: Path, *, minutes: float, seed: int, device: str, steps: int,
+def _audiocraft(tracks: list, model_dir: Path, *, train: bool, seed: int, device: str, steps: int,
                 settings: AttributeSettings) -> DemoModel:
     import torch
 
@@ -93,8 +107,9 @@ def _audiocraft(tracks: list, model_dir: Path, *, minutes: float, seed: int, dev
     from ..adapters.audiocraft_demo import train_demo_model
     from ..adapters.audiocraft_generation import gen_model, generate as generate_with_credits
 
-    if not (model_dir / LM_FILE).is_file():
-        train_demo_model(tracks, model_dir, minutes=minutes, seed=seed)
+    if not (model_dir / LM_FILE).is_file():  # a step budget, so machine load does not change the model
+        train_demo_model(tracks, model_dir, minutes=float("inf"), codec_steps=AUDIOCRAFT_STEPS[0],
+                         max_steps=AUDIOCRAFT_STEPS[1], seed=seed)
 
     def generate(attributor: Attributor, prompt: str, i: int) -> tuple[np.ndarray, AttributionResult]:
         model = gen_model(attributor)
@@ -107,9 +122,11 @@ def _audiocraft(tracks: list, model_dir: Path, *, minutes: float, seed: int, dev
 
 
 DEMO_MODELS = {"stable-audio": _stable_audio, "audiocraft": _audiocraft}
+#: the audiocraft demo's (EnCodec, LM) training steps
+AUDIOCRAFT_STEPS = (200, 1200)
 
 
-def run_demo(out: Path, *, corpus: Path | None = None, minutes: float = 3.0, clips: int = 4, seed: int = 0,
+def run_demo(out: Path, *, corpus: Path | None = None, train: bool = False, clips: int = 8, seed: int = 0,
              device: str = "cpu", steps: int = 50, settings: AttributeSettings = AttributeSettings(),
              adapter: str = "stable-audio", show: Callable[[AttributionResult], None] = lambda r: None) -> DemoRun:
     if adapter not in DEMO_MODELS:
@@ -123,7 +140,7 @@ def run_demo(out: Path, *, corpus: Path | None = None, minutes: float = 3.0, cli
     else:
         corpus_dir = _with_captions(Path(corpus), out)
     tracks = read_catalog(corpus_dir)
-    demo = DEMO_MODELS[adapter](tracks, out / "model", minutes=minutes, seed=seed, device=device, steps=steps, settings=settings)
+    demo = DEMO_MODELS[adapter](tracks, out / "model", train=train, seed=seed, device=device, steps=steps, settings=settings)
     build_index(corpus_dir, out / "index", demo.adapter, checkpoint=demo.checkpoint, model_config=demo.model_config,
                 settings=IndexSettings(seed=seed), overwrite=True)
     attributor = Attributor.from_index(out / "index", adapter=demo.adapter)
@@ -133,11 +150,13 @@ def run_demo(out: Path, *, corpus: Path | None = None, minutes: float = 3.0, cli
     picks = [prompts[int(i * len(prompts) / clips) % len(prompts)] for i in range(clips)]  # spread over styles
     run = DemoRun(out)
     reports = []
+    heard = []
     for i, prompt in enumerate(picks):
         clip_audio, result = demo.generate(attributor, prompt, i)
         wav = out / "clips" / f"clip_{i:02d}.wav"
         result.query["path"] = str(wav.relative_to(out))
         _write_wav(wav, clip_audio, demo.adapter.sample_rate)
+        heard.append((clip_audio, demo.adapter.sample_rate, artist_of[prompt]))
         write_json(wav.with_suffix(".credits.json"), result.to_dict())
         run.clips.append((wav, result))
         run.styles_credited_first += bool(result.artists and result.artists[0]["artist"] == artist_of[prompt])
@@ -145,6 +164,8 @@ def run_demo(out: Path, *, corpus: Path | None = None, minutes: float = 3.0, cli
         reports.append(ClipReport(result.to_dict(), clip_audio.reshape(-1), demo.adapter.sample_rate,
                                   [SegmentAudio(seg["segment_id"], segment_audio(attributor, seg["segment_id"]).mean(axis=0))
                                    for seg in result.segments]))
+    classifier = StyleClassifier.from_tracks(tracks, demo.adapter.sample_rate, attributor.index.meta.segment_samples)
+    run.style_fit = style_fit(classifier, heard)
     run.report = write_html_report(out / "report.html", reports, title="tda-plugin demo: who made this music?")
     return run
 

@@ -56,7 +56,7 @@ from ..sketch import for_model as sketch_for_model
 from . import vectors, verify
 from .catalog_db import CatalogDB, SegmentRow, TrackRow
 from .paths import portable
-from .store import INDEX_FILES, Index, IndexMeta, read_meta, sensitivity_name, shard_name
+from .store import INDEX_FILES, Index, IndexMeta, conditioned, read_meta, sensitivity_name, shard_name, vectors_name
 
 log = logging.getLogger(__name__)
 
@@ -174,9 +174,17 @@ def _plan_catalog(db: CatalogDB, corpus: Path, meta: IndexMeta, shard_size: int)
     db.add_tracks_and_segments(kept, segments, failures)
 
 
-def segment_conditioning(track: TrackRow, seg: SegmentRow) -> Conditioning:
-    """What the model saw for a training segment: its caption and position in its track."""
-    return Conditioning(prompt=track.caption, start_s=seg.start_s, total_s=track.duration_s)
+def segment_conditioning(track: TrackRow, seg: SegmentRow, conditioning: str = "prompt") -> Conditioning:
+    """What the model saw for a training segment: its caption and position in its track (under
+    ``conditioning="unconditional"``, the null branch in place of the caption)."""
+    return Conditioning(prompt=track.caption, start_s=seg.start_s, total_s=track.duration_s,
+                        unconditional=conditioning == "unconditional")
+
+
+def conditionings(adapter: ModelAdapter, settings: IndexSettings) -> tuple[str, ...]:
+    """The conditionings whose per-segment losses, sensitivities and vectors the build caches."""
+    both = settings.unconditional and getattr(adapter, "supports_unconditional", False)
+    return ("prompt", "unconditional") if both else ("prompt",)
 
 
 def _encode_shard(adapter: ModelAdapter, meta: IndexMeta, rows: list[SegmentRow], tracks: dict[int, TrackRow]) -> torch.Tensor:
@@ -196,13 +204,15 @@ def _encode_shard(adapter: ModelAdapter, meta: IndexMeta, rows: list[SegmentRow]
 def _build_shard(adapter: ModelAdapter, meta: IndexMeta, rows: list[SegmentRow], tracks: dict[int, TrackRow],
                  settings: IndexSettings, batch_size: int) -> dict[str, torch.Tensor]:
     latents = _encode_shard(adapter, meta, rows, tracks)
-    conds = [segment_conditioning(tracks[s.track_id], s) for s in rows]
     streams = [segment_stream(s.segment_id) for s in rows]
     out = {"segment_ids": torch.tensor([s.segment_id for s in rows], dtype=torch.int64), "latents": latents}
     spec = get_embedder_spec(settings.embedder)
-    if not uses_gradients(spec):  # a gradient sketch comes from the sensitivity pass, after the Fisher
-        step = max(1, batch_size // 2)
-        out["embeddings"] = torch.cat([
+    if uses_gradients(spec):  # a gradient sketch comes from the statistics pass, after the Fisher
+        return out
+    step = max(1, batch_size // 2)
+    for kind in conditionings(adapter, settings):
+        conds = [segment_conditioning(tracks[s.track_id], s, kind) for s in rows]
+        out[conditioned("embeddings", kind)] = torch.cat([
             spec.embed(adapter, latents[i:i + step], adapter.condition(conds[i:i + step]), streams[i:i + step],
                        settings.seed) for i in range(0, len(rows), step)]).float()
     return out
@@ -265,7 +275,7 @@ def build_index(corpus: Path, out: Path, adapter: ModelAdapter, *, checkpoint: P
         _build_statistics(source, out, meta, db, tracks, settings, kept)
         distributed.barrier()
         if distributed.is_main():
-            _finalize(out, meta, db, uses_gradients(get_embedder_spec(settings.embedder)))
+            _finalize(out, meta, db, uses_gradients(get_embedder_spec(settings.embedder)), conditionings(adapter, settings))
         distributed.barrier()
         failures = db.failures()
         report = BuildReport(out, len(all_rows), len({s.track_id for s in all_rows}), failures, resumed)
@@ -442,14 +452,19 @@ def _build_statistics(source: GradientSource, out: Path, meta: IndexMeta, db: Ca
     if uses_gradients(get_embedder_spec(settings.embedder)):
         sketch = sketch_for_model(adapter.module, groups["blocks"], fisher,
                                   group_damping(fisher, groups["blocks"], settings.damping), seed=settings.seed)
-    with task("baseline + sensitivities", sum(len(db.segments(k)) for k in todo)) as advance:
+    kinds = conditionings(adapter, settings)
+    with task("baseline + sensitivities", len(kinds) * sum(len(db.segments(k)) for k in todo)) as advance:
         for k in todo:
             rows = db.segments(k)
             with safe_open(str(out / shard_name(k)), "pt") as fh:
                 latents = fh.get_tensor("latents")
-            conds = [segment_conditioning(tracks[s.track_id], s) for s in rows]
-            stats = source.statistics(latents, conds, [segment_stream(s.segment_id) for s in rows], groups, fisher,
-                                      settings.damping, sketch, [kept.pop(s.segment_id, None) for s in rows], advance)
+            streams = [segment_stream(s.segment_id) for s in rows]
+            stats: dict[str, torch.Tensor] = {}
+            for kind in kinds:  # the Fisher sample's kept gradients are the prompted ones
+                conds = [segment_conditioning(tracks[s.track_id], s, kind) for s in rows]
+                reuse = [kept.pop(s.segment_id, None) for s in rows] if kind == "prompt" else None
+                part = source.statistics(latents, conds, streams, groups, fisher, settings.damping, sketch, reuse, advance)
+                stats.update({conditioned(g, kind): v for g, v in part.items()})
             write_tensors(out / sensitivity_name(k), stats, {"fingerprint": meta.fingerprint})
 
 
@@ -462,7 +477,7 @@ def _statistics_done(out: Path, shard: int) -> bool:
         return "baseline" in fh.keys()
 
 
-def _finalize(out: Path, meta: IndexMeta, db: CatalogDB, sketched: bool) -> None:
+def _finalize(out: Path, meta: IndexMeta, db: CatalogDB, sketched: bool, kinds: tuple[str, ...]) -> None:
     """Concatenate baseline rows and sensitivities, stream the vectors into FAISS, mark complete.
 
     Only the small per-segment tensors are read (never the latents), so memory stays at the size of
@@ -474,21 +489,23 @@ def _finalize(out: Path, meta: IndexMeta, db: CatalogDB, sketched: bool) -> None
         with safe_open(str(out / shard_name(k)), "pt") as fh:
             ids.append(fh.get_tensor("segment_ids"))
         with safe_open(str(out / sensitivity_name(k)), "pt") as fh:
-            base.append(fh.get_tensor("baseline"))
-            sens.append({g: fh.get_tensor(g) for g in fh.keys() if g not in ("sketch", "baseline")})
+            base.append({kind: fh.get_tensor(conditioned("baseline", kind)) for kind in kinds})
+            sens.append({g: fh.get_tensor(g) for g in fh.keys() if not g.startswith(("sketch", "baseline"))})
     seg_ids = torch.cat(ids)
-    merged = {"segment_ids": seg_ids, "losses": torch.cat(base)}
+    merged = {"segment_ids": seg_ids}
+    merged.update({conditioned("losses", kind): torch.cat([b[kind] for b in base]) for kind in kinds})
     merged.update({f"sensitivity.{g}": torch.cat([s[g] for s in sens]) for g in sens[0]})
     write_tensors(out / "baseline.safetensors", merged, {"fingerprint": meta.fingerprint})
 
-    def chunks():
-        for k, sid in zip(shards, ids):
-            path, key = (sensitivity_name(k), "sketch") if sketched else (shard_name(k), "embeddings")
-            with safe_open(str(out / path), "pt") as fh:
-                yield fh.get_tensor(key).numpy(), sid.numpy()
+    for kind in kinds:
+        def chunks(kind: str = kind):
+            for k, sid in zip(shards, ids):
+                path, key = (sensitivity_name(k), "sketch") if sketched else (shard_name(k), "embeddings")
+                with safe_open(str(out / path), "pt") as fh:
+                    yield fh.get_tensor(conditioned(key, kind)).numpy(), sid.numpy()
 
-    first = next(iter(chunks()))[0]
-    vectors.save(vectors.build_streaming(len(seg_ids), first.shape[1], chunks), out / "vectors.faiss")
+        first = next(iter(chunks()))[0]
+        vectors.save(vectors.build_streaming(len(seg_ids), first.shape[1], chunks), out / vectors_name(kind))
     meta.complete = True
     meta.files = verify.manifest(out)
     write_json(out / "index.json", meta.to_dict())

@@ -29,7 +29,19 @@ from .paths import resolve
 SCHEMA_VERSION = 1
 
 #: every path an index owns (``--overwrite`` removes these and nothing else)
-INDEX_FILES = ("index.json", "catalog.sqlite", "shards", "baseline.safetensors", "fisher.safetensors", "vectors.faiss")
+INDEX_FILES = ("index.json", "catalog.sqlite", "shards", "baseline.safetensors", "fisher.safetensors", "vectors.faiss",
+               "vectors.unconditional.faiss")
+#: suffix of every per-segment tensor cached under the model's null conditioning (unconditional mode)
+UNCONDITIONAL = ".unconditional"
+
+
+def conditioned(key: str, conditioning: str) -> str:
+    """The name of a per-segment tensor (or file stem) for one conditioning: "losses" -> "losses.unconditional"."""
+    return key + UNCONDITIONAL if conditioning == "unconditional" else key
+
+
+def vectors_name(conditioning: str = "prompt") -> str:
+    return conditioned("vectors", conditioning) + ".faiss"
 
 T = TypeVar("T")
 
@@ -124,7 +136,8 @@ def sha256(path: Path) -> str:
 
 def report_order(name: str) -> tuple[int, str]:
     """Damage is reported catalogue first (everything depends on it), then shards, Fisher, the rest."""
-    rank = {"catalog.sqlite": 0, "shards/": 1, "fisher.safetensors": 2, "baseline.safetensors": 3, "vectors.faiss": 4}
+    rank = {"catalog.sqlite": 0, "shards/": 1, "fisher.safetensors": 2, "baseline.safetensors": 3, "vectors.faiss": 4,
+            "vectors.unconditional.faiss": 4}
     return rank.get(name, 1), name
 
 
@@ -159,7 +172,7 @@ class Index:
         self._verified: set[str] = set()
         self.catalog = self._read("catalog.sqlite", lambda p: CatalogDB(p, read_only=True))
         self._shards: dict[int, dict[str, torch.Tensor]] = {}
-        self._vectors: Any = None
+        self._vectors: dict[str, Any] = {}
         self.segments = self._read("catalog.sqlite", lambda _: {s.segment_id: s for s in self.catalog.segments()})
         self.tracks = self._read("catalog.sqlite", lambda _: self.catalog.tracks())
         self.baseline = self._tensors("baseline.safetensors")
@@ -233,8 +246,17 @@ class Index:
             self._shards[k] = self._tensors(shard_name(k))
         return self._shards[k]
 
+    @property
+    def has_unconditional(self) -> bool:
+        """Whether the build cached losses under the null conditioning (``IndexSettings.unconditional``)."""
+        return conditioned("losses", "unconditional") in self.baseline
+
     def baseline_rows(self, ids: list[int], key: str = "losses") -> torch.Tensor:
-        """Rows of baseline.safetensors: "losses" [n, D] or "sensitivity.<subset>" [n]."""
+        """Rows of baseline.safetensors: "losses" [n, D] or "sensitivity.<subset>" [n] (each with an
+        ".unconditional" twin when the index has unconditional baselines)."""
+        if key not in self.baseline:
+            raise TdaError(f"{self.root} has no {key!r} baselines: rebuild it with this version of tda-plugin "
+                           "(unconditional baselines need an adapter that supports the null conditioning)")
         return self.baseline[key][torch.tensor([self._row[i] for i in ids], dtype=torch.long)]
 
     def gather(self, ids: list[int], key: str) -> torch.Tensor:
@@ -245,13 +267,17 @@ class Index:
         self._check_fingerprint("fisher.safetensors")
         return self._tensors("fisher.safetensors")
 
-    def vectors(self) -> Any:
-        """The FAISS index, read once per opened index."""
-        if self._vectors is None:
+    def vectors(self, conditioning: str = "prompt") -> Any:
+        """The FAISS index of the segments' prefilter vectors under ``conditioning``, read once per opened index."""
+        if conditioning not in self._vectors:
             from . import vectors
 
-            self._vectors = self._read("vectors.faiss", vectors.load)
-        return self._vectors
+            name = vectors_name(conditioning)
+            if not (self.root / name).is_file():
+                raise TdaError(f"{self.root} has no {conditioning} prefilter vectors; rebuild it with this version "
+                               "of tda-plugin, or score every candidate (--candidates all)")
+            self._vectors[conditioning] = self._read(name, vectors.load)
+        return self._vectors[conditioning]
 
     def info(self) -> dict[str, Any]:
         size = sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())

@@ -142,6 +142,8 @@ def repair_command(root: Path, meta: IndexMeta | None) -> str:
         args.append(f"--segment-seconds {s['segment_seconds']}")
     args += [f"--draws {s['draws']}", f"--seed {s['seed']}", f"--fisher-segments {s['fisher_segments']}",
              f"--embedder {s['embedder']}", f"--shard-size {s['shard_size']}", f"--damping {s['damping']}"]
+    if not s.get("unconditional", True):
+        args.append("--no-unconditional")
     return " ".join(args)
 
 

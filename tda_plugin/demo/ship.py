@@ -1,0 +1,74 @@
+"""Train the stable-audio demo model that ships in the repository: ``python -m tda_plugin.demo.ship``.
+
+The shipped model is what ``make demo`` and the tests that need a trained model use, so that what the demo
+shows does not depend on how busy the machine is. It is the demo recipe run once, for its fixed step
+budgets, on the synthetic catalogue of seed 0: the autoencoder (:data:`.stable_audio_autoencoder.RECIPE`)
+and then the DiT (:data:`.stable_audio_demo.DIT_STEPS`). ``tda demo --train`` runs the same recipe.
+``TRAINING.md`` beside the weights records the recipe, the versions and the time it took.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import torch
+
+from ..adapters import stable_audio_autoencoder as autoencoder
+from ..adapters.stable_audio_demo import DIT_STEPS, SHIPPED, train_demo_model
+from ..atomic import atomic_path
+from ..catalog import read_catalog
+from .synth import synthesise_catalogue
+
+
+def ship(out: Path = SHIPPED, *, seed: int = 0) -> Path:
+    """Train the demo model on the seed's synthetic catalogue and write it, with TRAINING.md, to ``out``."""
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        synthesise_catalogue(Path(tmp) / "catalogue", seed=seed)
+        tracks = read_catalog(Path(tmp) / "catalogue")
+        _, config = train_demo_model(tracks, out, seed=seed)
+        key = autoencoder.fingerprint(tracks, int(json.loads(config.read_text())["sample_rate"]))
+    write_training_note(out, seed=seed, seconds=time.monotonic() - start, fingerprint=key)
+    return out
+
+
+def write_training_note(out: Path, *, seed: int, seconds: float, fingerprint: str) -> Path:
+    """TRAINING.md: how the shipped weights were made, so anyone can make them again."""
+    recipe = {k: v for k, v in autoencoder.RECIPE.items()}
+    text = f"""# The shipped demo model
+
+`model.safetensors` + `model_config.json`: a stable-audio-tools `diffusion_cond` DiT over a trained Oobleck
+autoencoder (`adapters/stable_audio_autoencoder.py`), trained on the synthetic catalogue of
+`tda_plugin/demo/synth.py` (seed {seed}: 8 artists, 24 tracks, 8 kHz mono). It is what `make demo` and the
+tests that need a trained model use. Made with:
+
+    make demo-model        # = .venv/bin/python -m tda_plugin.demo.ship
+
+- autoencoder: {json.dumps(recipe)}
+- DiT: {DIT_STEPS} steps, batch 8, 2 draws per crop, AdamW lr 1e-3 (100-step warm-up), gradient clip 1.0,
+  classifier-free-guidance dropout 0.1, seed {seed}
+- catalogue fingerprint (tracks + sample rate + autoencoder recipe): `{fingerprint}`; the checkpoint's
+  metadata records it, and the demo uses the shipped model only when its catalogue has this fingerprint
+- torch {version("torch")}, stable-audio-tools {version("stable-audio-tools")}, {platform.machine()},
+  {torch.get_num_threads()} threads: {seconds / 60:.0f} minutes in all
+
+Training is deterministic on one machine for a given seed and step budget; another CPU or torch build may
+round differently, so a retrained model is equivalent, not bit-identical.
+"""
+    path = out / "TRAINING.md"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=SHIPPED)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    print(ship(args.out, seed=args.seed))

@@ -1,0 +1,74 @@
+"""Unconditional attribution: query and training segments scored under the model's null conditioning."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from tda_plugin import AttributeSettings, Attributor
+from tda_plugin.adapter import Conditioning
+from tda_plugin.adapters.stable_audio import load
+from tda_plugin.errors import TdaError
+from tda_plugin.index.builder import build_index
+from tda_plugin.randomness import make_draws
+from tda_plugin.settings import IndexSettings
+
+
+def test_null_branch_is_the_toolkits_condition_dropout(tiny_model: tuple[Path, Path]) -> None:
+    """An unconditional example's loss equals the toolkit's own forward with every condition dropped
+    (``cfg_dropout_prob=1``), whatever its prompt, and whatever its batch mates are conditioned on."""
+    ckpt, cfg = tiny_model
+    ad = load(ckpt, model_config=cfg)
+    torch.manual_seed(0)
+    x = torch.randn(2, 64, 64)
+    draws = make_draws(0, ["a", "b"], 3)
+    null = [Conditioning("low hum", 0.0, 1.6, unconditional=True), Conditioning("high beep", 0.5, 1.6, unconditional=True)]
+    ours = ad.loss(x, ad.condition(null), draws)
+    plain = [Conditioning("low hum", 0.0, 1.6), Conditioning("high beep", 0.5, 1.6)]
+    inner = ad.model.model  # the DiT wrapper, whose forward applies the toolkit's condition dropout
+    orig = inner.forward
+    inner.forward = lambda *a, **k: orig(*a, **{**k, "cfg_dropout_prob": 1.0})  # drop every condition
+    try:
+        toolkit = ad.loss(x, ad.condition(plain), draws)
+    finally:
+        inner.forward = orig
+    assert torch.allclose(ours, toolkit, rtol=1e-6, atol=0)
+    swapped = ad.loss(x, ad.condition([Conditioning("high beep", 0.0, 1.6, unconditional=True), null[1]]), draws)
+    assert torch.equal(ours, swapped)  # the prompt no longer matters
+    mixed = ad.loss(x, ad.condition([null[0], plain[1]]), draws)
+    alone = ad.loss(x[1:], ad.condition(plain[1:]), make_draws(0, ["b"], 3))
+    assert torch.allclose(mixed[0], ours[0], rtol=1e-6) and torch.allclose(mixed[1], alone[0], rtol=1e-6)
+    assert not torch.allclose(mixed[1], ours[1])
+
+
+def test_clip_without_prompt_is_attributed_unconditionally(tiny_index: Path, tiny_catalogue: Path) -> None:
+    att = Attributor.from_index(tiny_index)
+    audio, sr = sf.read(tiny_catalogue / "audio" / "t1.wav", dtype="float32")
+    settings = AttributeSettings(candidates="all")
+    free = att.attribute(audio, sr, prompt=None, settings=settings)
+    prompted = att.attribute(audio, sr, prompt="high beep", settings=settings)
+    assert free.method["conditioning"] == "unconditional" and prompted.method["conditioning"] == "prompt"
+    assert free.scores.keys() == prompted.scores.keys() and free.scores != prompted.scores
+    forced = att.attribute(audio, sr, prompt="high beep", settings=AttributeSettings(candidates="all", conditioning="unconditional"))
+    assert forced.scores == free.scores  # under the null branch the prompt plays no part
+    # the cached unconditional baseline is the θ0 loss of the same segments under the null branch
+    ids = sorted(att.index.segments)
+    names = att.adapter.parameter_groups()["blocks"]
+    params = dict(att.adapter.module.named_parameters())
+    at_theta0 = att.losses_after(ids, names, [torch.zeros_like(params[n]) for n in names], 64, conditioning="unconditional")
+    assert torch.allclose(at_theta0, att.index.baseline_rows(ids, "losses.unconditional"), rtol=1e-6, atol=1e-7)
+
+
+def test_index_without_unconditional_baselines_says_so(tmp_path: Path, tiny_model: tuple[Path, Path], tiny_catalogue: Path) -> None:
+    ckpt, cfg = tiny_model
+    out = tmp_path / "idx"
+    build_index(tiny_catalogue, out, load(ckpt, model_config=cfg), checkpoint=ckpt, model_config=cfg,
+                settings=IndexSettings(draws=2, fisher_segments=4, shard_size=4, unconditional=False))
+    att = Attributor.from_index(out)
+    audio = np.asarray(sf.read(tiny_catalogue / "audio" / "t0.wav", dtype="float32")[0])
+    with pytest.raises(TdaError, match="no unconditional baselines"):
+        att.attribute(audio, 8000, prompt=None, settings=AttributeSettings(candidates="all"))
+    assert att.attribute(audio, 8000, prompt="low hum", settings=AttributeSettings(candidates="all")).method["conditioning"] == "prompt"
