@@ -21,6 +21,7 @@ from tda_plugin.settings import AttributeSettings, IndexSettings, UnlearnSetting
 from .credits import credits_app
 from .errors import EXIT_VETOED, err, guarded
 from .eval import eval_app
+from .report import report
 
 app = typer.Typer(help="Training data attribution by unlearning for music generative models.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -28,6 +29,7 @@ index_app = typer.Typer(help="Build and inspect attribution indexes.", no_args_i
 app.add_typer(index_app, name="index")
 app.add_typer(eval_app, name="eval")
 app.add_typer(credits_app, name="credits")
+app.command()(report)
 out = Console(highlight=False)
 
 Device = Annotated[str, typer.Option(help="cpu, cuda, cuda:N, or auto (cuda when available)")]
@@ -137,6 +139,7 @@ def attribute(
                                                         "else ~/.local/share/tda-plugin/credits.sqlite)")] = None,
     tag_top: Annotated[int, typer.Option(help="credits written as readable text by the tags sink")] = 5,
     sink_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE for third-party sinks, repeatable")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing sidecar instead of keeping its credits in its history")] = False,
 ) -> None:
     """Attribute saved generations: who made the music in AUDIO? Credits go to the chosen sinks."""
     from tda_plugin.attributor import Attributor
@@ -148,7 +151,7 @@ def attribute(
     settings = AttributeSettings(unlearn, top=top, candidates=_candidates(candidates), batch_size=batch_size)
     sinks = [] if sink == ["none"] else list(sink or DEFAULT_SINKS)
     check_sinks(sinks, have_file=True)  # a misspelt sink fails before any work
-    options = SinkOptions(ledger=ledger, tag_top=tag_top, extra=_key_values(sink_option or []))
+    options = SinkOptions(ledger=ledger, tag_top=tag_top, overwrite=overwrite, extra=_key_values(sink_option or []))
     attributor = Attributor.from_index(index, device=_device(device))
     results = []
     for path in audio:
@@ -192,14 +195,16 @@ def demo(
     seed: Annotated[int, typer.Option()] = 0,
     adapter: Annotated[str, typer.Option(help="toolkit whose small model the demo trains: stable-audio or audiocraft")] = "stable-audio",
     device: Device = "auto",
+    ledger: Annotated[Optional[Path], typer.Option(help="credits ledger the clips' credits are appended to (default: "
+                                                        "$TDA_LEDGER, else ~/.local/share/tda-plugin/credits.sqlite)")] = None,
 ) -> None:
     """Synthesise a catalogue, train a small model of the toolkit's architecture, index, generate, attribute, report."""
     from tda_plugin.demo.pipeline import run_demo
     from tda_plugin.report import credits_table
 
     run = run_demo(out_dir, corpus=corpus, minutes=minutes, clips=clips, seed=seed, device=_device(device), adapter=adapter,
-                   show=lambda r: out.print(credits_table(r.to_dict(), top=5)))
-    err.print(f"{len(run.clips)} clip(s) in {out_dir}/clips (WAV + .credits.json); "
+                   show=lambda r: out.print(credits_table(r.to_dict(), top=5)), ledger=ledger)
+    err.print(f"{len(run.clips)} clip(s) in {out_dir}/clips (WAV + .wav.credits.json), credits appended to {run.ledger}; "
               f"prompted style's artist credited first in {run.styles_credited_first}/{len(run.clips)}; "
               f"report: {run.report}")
 
