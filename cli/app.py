@@ -29,7 +29,6 @@ index_app = typer.Typer(help="Build and inspect attribution indexes.", no_args_i
 app.add_typer(index_app, name="index")
 app.add_typer(eval_app, name="eval")
 app.add_typer(credits_app, name="credits")
-app.command()(report)
 out = Console(highlight=False)
 
 Device = Annotated[str, typer.Option(help="cpu, cuda, cuda:N, or auto (cuda when available)")]
@@ -247,6 +246,9 @@ def plugins(as_json: Annotated[bool, typer.Option("--json", help="print JSON (wi
         err.print(f"[yellow]plugin {name!r} implements unknown hook(s):[/] {', '.join(hooks)}", soft_wrap=True)
     for (hook, name), why in HOOK_ERRORS.items():
         err.print(f"[yellow]plugin {name!r} raised in {hook}:[/] {why}", soft_wrap=True)
+
+
+app.command()(report)
 
 
 def main() -> None:

@@ -222,6 +222,15 @@ def _mono_float32(audio: np.ndarray, what: str) -> np.ndarray:
     return arr
 
 
+@functools.lru_cache(maxsize=1)
+def _can_write_mp3() -> bool:
+    if "MP3" in sf.available_formats():
+        return True
+    log.warning("libsndfile %s cannot write MP3; the report's audio is Ogg/Vorbis, which Safari does not play",
+                sf.__libsndfile_version__)
+    return False
+
+
 def encode_audio(audio: np.ndarray, sample_rate: int, what: str) -> tuple[bytes, str]:
     """(MP3 bytes, MIME type) of mono ``audio``, clipped to [-1, 1] so hot clips saturate instead of wrapping.
 
@@ -232,9 +241,7 @@ def encode_audio(audio: np.ndarray, sample_rate: int, what: str) -> tuple[bytes,
         raise ValueError(f"{what}: sample rate must be positive, got {sample_rate}")
     samples = np.clip(_mono_float32(audio, what), -1.0, 1.0)
     buf = io.BytesIO()
-    if "MP3" not in sf.available_formats():
-        log.warning("libsndfile %s cannot write MP3; the report's audio is Ogg/Vorbis, which Safari does not play",
-                    sf.__libsndfile_version__)
+    if not _can_write_mp3():
         sf.write(buf, samples, int(sample_rate), format="OGG", subtype="VORBIS")
         return buf.getvalue(), "audio/ogg"
     rate = next((r for r in _MP3_RATES if r >= sample_rate), _MP3_RATES[-1])

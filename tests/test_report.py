@@ -155,6 +155,19 @@ def test_audio_at_an_mpeg_rate_is_not_resampled() -> None:
     assert mime == "audio/mpeg" and decoded_rate == rate and len(decoded) == len(audio)
 
 
+def test_without_mp3_the_audio_is_ogg_vorbis(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tda_plugin import report
+
+    formats = {k: v for k, v in sf.available_formats().items() if k != "MP3"}
+    monkeypatch.setattr(report.sf, "available_formats", lambda: formats)
+    report._can_write_mp3.cache_clear()
+    try:
+        data, mime = encode_audio(np.zeros(800, np.float32), SR, "silence")
+    finally:
+        report._can_write_mp3.cache_clear()
+    assert mime == "audio/ogg" and sf.info(io.BytesIO(data)).subtype == "VORBIS"
+
+
 def test_players_are_named_after_what_they_play(page: str) -> None:
     labels = [a["aria-label"] for a in _Elements(page).audio]
     assert labels[0] == 'Generated clip 1: gen/clip0.wav, prompt “prompt 0 with "quotes" & <tags>”'
