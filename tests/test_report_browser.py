@@ -81,12 +81,13 @@ def browser(chromium: str) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def report_page(tmp_path_factory: pytest.TempPathFactory, attributed_clips: list[Path], tiny_index: Path) -> Path:
+def report_page(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The page to check: the demo's shape (several clips, each with its top segments' players) from the tiny index."""
     if os.environ.get("TDA_REPORT_PAGE"):
         return Path(os.environ["TDA_REPORT_PAGE"]).resolve()
+    clips, index = request.getfixturevalue("attributed_clips"), request.getfixturevalue("tiny_index")
     out = tmp_path_factory.mktemp("page") / "report.html"
-    return build_report(attributed_clips, out, index=tiny_index, title="tda-plugin demo: who made this music?",
+    return build_report(clips, out, index=index, title="tda-plugin demo: who made this music?",
                         summary=[("Prompted style's artist credited first", "2 of 4 clips")])
 
 
@@ -128,9 +129,10 @@ def test_report_in_chromium(browser: Any, report_page: Path, viewport: str, tmp_
 
     if viewport == "phone":
         shot = Path(os.environ.get("TDA_REPORT_SCREENSHOT") or tmp_path / "report-phone.png")
-        shares = page.locator("#clip-1 table.shares").bounding_box()
+        clip, shares = page.locator("#clip-1").bounding_box(), page.locator("#clip-1 table.shares").bounding_box()
+        top = clip["y"] - 8  # the first clip's card, from its title to its artist shares
         page.screenshot(path=str(shot), full_page=True,
-                        clip={"x": 0, "y": 0, "width": VIEWPORTS[viewport][0], "height": shares["y"] + shares["height"] + 16})
+                        clip={"x": 0, "y": top, "width": VIEWPORTS[viewport][0], "height": shares["y"] + shares["height"] + 16 - top})
         assert shot.stat().st_size > 0
     context.close()
 
