@@ -156,3 +156,26 @@ def test_the_checks_catch_a_broken_page(browser: Any, tmp_path: Path) -> None:
     assert any(p.startswith("page is ") for p in problems["layout"])
     assert any("scrolls sideways" in p for p in problems["layout"])
     assert problems["small text"] == ['p "tiny chart label" at 9px']
+
+
+def test_long_unbroken_names_stay_inside_a_phone_screen(browser: Any, tmp_path: Path) -> None:
+    import numpy as np
+
+    from tda_plugin.report import ClipReport, SegmentAudio, write_html_report
+
+    long = "Supercalifragilistic" * 6
+    credit = {"rank": 1, "track_id": 1, "path": f"audio/{long}.wav", "title": long, "artist": long, "license": long,
+              "score": -1.2345e-7, "share": 1.0}
+    result = {"query": {"path": f"clips/{long}/{long}.wav", "prompt": long, "duration_s": 0.5},
+              "model": {"adapter": "stable-audio", "fingerprint": "f" * 64}, "method": {long: long},
+              "segments": [{"rank": 1, "segment_id": 7, "track_id": 1, "path": credit["path"], "title": long,
+                            "artist": long, "start_s": 0.0, "end_s": 0.5, "score": 1e-7}],
+              "credits": [credit], "artists": [{"artist": long, "share": 1.0}]}
+    tone = (0.3 * np.sin(np.arange(8000) / 3)).astype(np.float32)
+    page = write_html_report(tmp_path / "long.html", [ClipReport(result, tone, 16000, [SegmentAudio(7, tone)])],
+                             title=long, summary=[(long, long)])
+    context, page_, problems = _open(browser, page, "phone")
+    page_.locator("details.method summary").click()  # the settings too, once opened
+    problems["layout"] += page_.evaluate(_LAYOUT_PROBLEMS)
+    context.close()
+    assert problems == {"players": [], "console": [], "requests": [], "layout": [], "small text": []}
