@@ -2,7 +2,8 @@
 
 Synthesise (or read) a credited catalogue -> train a small model of the toolkit's real architecture
 within a time budget -> build the attribution index -> generate clips with the toolkit's own
-generate call -> attribute each -> credits JSON beside each WAV, a table, one HTML report.
+generate call -> attribute each -> credits beside each WAV (the sidecar sink) and in the credits ledger,
+a table, one HTML report (the code of ``tda report``).
 Every step that already finished in ``out`` (catalogue, model, index) is reused on a rerun.
 """
 from __future__ import annotations
@@ -16,14 +17,15 @@ from typing import Any, Callable
 import numpy as np
 import soundfile as sf
 
-from ..atomic import atomic_path, write_json
+from ..atomic import atomic_path
 from ..attributor import AttributionResult, Attributor
 from ..catalog import read_catalog
 from ..errors import TdaError
 from ..index.builder import build_index
-from ..evaluation import segment_audio
-from ..report import ClipReport, SegmentAudio, write_html_report
+from ..report_files import build_report
 from ..settings import AttributeSettings, IndexSettings
+from ..sinks import SinkOptions, write_credits
+from ..sinks.ledger import default_ledger_path
 from .synth import synthesise_catalogue
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,8 @@ class DemoRun:
     clips: list[tuple[Path, AttributionResult]] = field(default_factory=list)
     report: Path | None = None
     styles_credited_first: int = 0
+    #: the credits ledger the clips' credits were appended to
+    ledger: Path | None = None
 
 
 def _with_captions(corpus: Path, out: Path) -> Path:
@@ -111,7 +115,9 @@ DEMO_MODELS = {"stable-audio": _stable_audio, "audiocraft": _audiocraft}
 
 def run_demo(out: Path, *, corpus: Path | None = None, minutes: float = 3.0, clips: int = 4, seed: int = 0,
              device: str = "cpu", steps: int = 50, settings: AttributeSettings = AttributeSettings(),
-             adapter: str = "stable-audio", show: Callable[[AttributionResult], None] = lambda r: None) -> DemoRun:
+             adapter: str = "stable-audio", show: Callable[[AttributionResult], None] = lambda r: None,
+             ledger: Path | None = None) -> DemoRun:
+    """``ledger``: where the clips' credits are appended (default: the ledger `tda credits list` reads)."""
     if adapter not in DEMO_MODELS:
         raise TdaError(f"no demo for adapter {adapter!r} (available: {', '.join(DEMO_MODELS)})")
     out = Path(out)
@@ -131,21 +137,19 @@ def run_demo(out: Path, *, corpus: Path | None = None, minutes: float = 3.0, cli
     prompts = sorted({t.caption for t in tracks if t.caption})
     artist_of = {t.caption: t.artist for t in tracks}
     picks = [prompts[int(i * len(prompts) / clips) % len(prompts)] for i in range(clips)]  # spread over styles
-    run = DemoRun(out)
-    reports = []
+    run = DemoRun(out, ledger=Path(ledger) if ledger is not None else default_ledger_path())
     for i, prompt in enumerate(picks):
         clip_audio, result = demo.generate(attributor, prompt, i)
         wav = out / "clips" / f"clip_{i:02d}.wav"
         result.query["path"] = str(wav.relative_to(out))
         _write_wav(wav, clip_audio, demo.adapter.sample_rate)
-        write_json(wav.with_suffix(".credits.json"), result.to_dict())
+        write_credits(result.to_dict(), wav, ("sidecar", "ledger"), SinkOptions(ledger=run.ledger))
         run.clips.append((wav, result))
         run.styles_credited_first += bool(result.artists and result.artists[0]["artist"] == artist_of[prompt])
         show(result)
-        reports.append(ClipReport(result.to_dict(), clip_audio.reshape(-1), demo.adapter.sample_rate,
-                                  [SegmentAudio(seg["segment_id"], segment_audio(attributor, seg["segment_id"]).mean(axis=0))
-                                   for seg in result.segments]))
-    run.report = write_html_report(out / "report.html", reports, title="tda-plugin demo: who made this music?")
+    summary = [("Prompted style's artist credited first", f"{run.styles_credited_first} of {len(run.clips)} clips")]
+    run.report = build_report([wav for wav, r in run.clips if not r.vetoes], out / "report.html", index=out / "index",
+                              title="tda-plugin demo: who made this music?", summary=summary)
     return run
 
 
