@@ -215,11 +215,12 @@ class Counterfactual:
             uses = jobs.setdefault(tuple(removed), [])
             uses += [Use(qi, RANDOM, k, r) for qi in range(len(queries))]
         self._measure(att, queries, jobs)
-        runs = [v for v in self.results.values() if v["regime"] == plan.regime and v["query_key"] in {q.key for q in queries}]
+        runs = [self.results[self._record_key(queries[u.q], u, plan.seed + s)]
+                for uses in jobs.values() for u in uses for s in range(plan.seeds)]
         return {**ctx.header("counterfactual"), "wall_s": round(time.monotonic() - started, 1), "plan": plan.to_dict(),
                 "queries": [q.describe() for q in queries], "methods": {m.name: m.cache_key for m in methods},
                 "runs": runs, "summary": summarise(runs), "noise": noise_floor(runs),
-                "models": {"distinct_removals": len(jobs), "trained": len({r["model"] for r in runs}),
+                "models": {"removal_models": len({r["model"] for r in runs}), "seed_references": len({r["reference"] for r in runs}),
                            "cpu_s_median": median_cpu(self.cache, sorted({r["model"] for r in runs}))}}
 
     def _queries(self, att: Attributor) -> list[Query]:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from ..errors import TdaError
 from ..fisher import named_parameters, segment_gradients
 from ..index.builder import segment_conditioning
 from ..progress import task
@@ -55,6 +56,11 @@ ManyQueries = Callable[[Context, Sequence[Query]], list[Scores]]
 Availability = Callable[[Context], "str | None"]
 
 
+def always(ctx: Context) -> str | None:
+    """The availability of a method that every index and model can serve."""
+    return None
+
+
 @dataclass(frozen=True)
 class Method:
     """A registered method. Exactly one of ``one`` (per query) and ``many`` (all queries at once) is set."""
@@ -64,7 +70,7 @@ class Method:
     many: ManyQueries | None = None
     #: everything besides the name that changes the scores; part of the cache key of stored scores
     settings: Mapping[str, Any] = field(default_factory=dict)
-    available: Availability = lambda ctx: None
+    available: Availability = always
 
     @property
     def cache_key(self) -> str:
@@ -84,14 +90,14 @@ REGISTRY: dict[str, Method] = {}
 def register(name: str, fn: OneQuery, *, settings: Mapping[str, Any] | None = None,
              available: Availability | None = None) -> Method:
     """Add (or replace) a per-query method: ``fn(context, query)`` returns a score for every segment id."""
-    REGISTRY[name] = Method(name, one=fn, settings=dict(settings or {}), available=available or (lambda ctx: None))
+    REGISTRY[name] = Method(name, one=fn, settings=dict(settings or {}), available=available or always)
     return REGISTRY[name]
 
 
 def register_many(name: str, fn: ManyQueries, *, settings: Mapping[str, Any] | None = None,
                   available: Availability | None = None) -> Method:
     """Add a method that scores all queries in one call (when one pass over the catalogue serves them all)."""
-    REGISTRY[name] = Method(name, many=fn, settings=dict(settings or {}), available=available or (lambda ctx: None))
+    REGISTRY[name] = Method(name, many=fn, settings=dict(settings or {}), available=available or always)
     return REGISTRY[name]
 
 
@@ -123,8 +129,6 @@ def select(ctx: Context, patterns: Sequence[str] = ("*",)) -> list[Method]:
 
     A method the context cannot serve is left out with a log line, unless it was asked for by its exact name
     (then the reason is an error)."""
-    from ..errors import TdaError
-
     candidates = _candidates(list(ctx.embeddings))
     chosen = []
     for m in candidates:
