@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from tda_plugin import audio as audio_io
 from tda_plugin.adapter import Conditioning
@@ -62,18 +62,22 @@ def demo_config(prompts: list[str], *, sample_rate: int = 8000, segment_samples:
 def train_demo_model(tracks: list[Track], out_dir: Path, *, minutes: float, seed: int = 0,
                      config: dict[str, Any] | None = None, batch: int = 8, draws: int = 2,
                      lr: float = 1e-3, max_steps: int | None = None,
-                     exclude: Mapping[Path, Sequence[tuple[float, float]]] | None = None) -> tuple[Path, Path]:
+                     exclude: Mapping[Path, Sequence[tuple[float, float]]] | None = None,
+                     init: Path | None = None) -> tuple[Path, Path]:
     """Train on random crops of the catalogue for ``minutes`` of wall clock (or ``max_steps``, whichever
     comes first: a step budget makes the result independent of machine speed); returns (checkpoint, config).
 
     ``exclude`` maps a track's resolved path to (start_s, end_s) ranges that no training crop may
     overlap: the counterfactual evaluation retrains without chosen segments this way. Crops are drawn
     exactly as without exclusions, and only those touching excluded audio are replaced, so the
-    retrained model differs from the reference by the removed data, not by a reshuffled data order."""
+    retrained model differs from the reference by the removed data, not by a reshuffled data order.
+    ``init``: a checkpoint of the same config to fine-tune instead of the seed's initialisation."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     config = config or demo_config(sorted({t.caption or "" for t in tracks}))
     model = build_model(config)
+    if init is not None:
+        model.load_state_dict(load_file(str(init)))
     adapter = StableAudioAdapter(model, config, fingerprint="training")
     seg = adapter.default_segment_samples()
     sr, ch = adapter.sample_rate, adapter.channels
@@ -151,9 +155,9 @@ def _save(model: torch.nn.Module, config: dict[str, Any], out_dir: Path, step: i
 
 
 def retrain(tracks: list[Track], out_dir: Path, *, seed: int, steps: int,
-            exclude: Mapping[Path, Sequence[tuple[float, float]]]) -> tuple[Path, Path]:
+            exclude: Mapping[Path, Sequence[tuple[float, float]]], init: Path | None = None) -> tuple[Path, Path]:
     """The demo recipe with a step budget only (no wall clock), so reruns give the same model."""
-    return train_demo_model(tracks, out_dir, minutes=float("inf"), seed=seed, max_steps=steps, exclude=exclude)
+    return train_demo_model(tracks, out_dir, minutes=float("inf"), seed=seed, max_steps=steps, exclude=exclude, init=init)
 
 
 def generate_clip(adapter: StableAudioAdapter, prompt: str | None, *, seconds_total: float, samples: int, seed: int,

@@ -26,7 +26,7 @@ class AdapterLoader(Protocol):
 
 class TrainFn(Protocol):
     def __call__(self, tracks: list["Track"], out_dir: Path, *, seed: int, steps: int,
-                 exclude: Mapping[Path, Sequence[tuple[float, float]]]) -> tuple[Path, Path]: ...
+                 exclude: Mapping[Path, Sequence[tuple[float, float]]], init: Path | None = None) -> tuple[Path, Path]: ...
 
 
 class GenerateFn(Protocol):
@@ -41,7 +41,9 @@ class TrainingRecipe:
     ``train`` returns (checkpoint, config) loadable by the adapter; it must be deterministic given the seed
     and step budget, never use audio inside an ``exclude``d (start_s, end_s) range of a track (keyed by its
     resolved path), and leave the model's audio representation (encoder) untrained, so that retrained models
-    score the same encoded query. ``generate`` returns audio [channels, samples] for a prompt and seed.
+    score the same encoded query. With ``init`` (a checkpoint of the same config) it fine-tunes that model
+    instead of starting from the seed's initialisation; recipes that cannot may leave the argument out, and
+    are then only called without it. ``generate`` returns audio [channels, samples] for a prompt and seed.
     """
 
     train: TrainFn
