@@ -6,7 +6,9 @@
 Writes ``OUT/catalogue`` (tracks.csv + one excerpt per track: ``--excerpt-seconds`` starting at
 ``--skip-seconds``, the original rate and channels) and ``OUT/queries`` (``--queries`` clips of
 ``--query-seconds`` taken from *later* in evenly spread tracks, so they are not in the index: the
-model saw other parts of the same recording). Audio stays outside the repository (GPL / CC-BY-SA).
+model saw other parts of the same recording), listed in ``OUT/queries/queries.csv`` with the prompt
+"music by <artist>" that ``tda demo --corpus`` trains with (``tda eval lds|counterfactual --query-audio``).
+Audio stays outside the repository (GPL / CC-BY-SA).
 """
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ def main() -> None:
         w = csv.DictWriter(fh, fieldnames=["path", "title", "artist", "license", "source"])
         w.writeheader()
         w.writerows(kept)
-    made = 0
+    made, listed = 0, []
     step = max(1, len(kept) // max(1, args.queries))
     for row in kept[::step]:
         if made == args.queries:
@@ -60,7 +62,10 @@ def main() -> None:
         if len(data) < int(args.query_seconds * sr):
             continue
         sf.write(qdir / f"query_{made:02d}_{Path(row['path']).stem}.wav", data, sr)
+        listed.append([f"query_{made:02d}_{Path(row['path']).stem}.wav", f"music by {row['artist']}", row["artist"]])
         made += 1
+    with (qdir / "queries.csv").open("w", newline="") as fh:  # `tda eval lds|counterfactual --query-audio`
+        csv.writer(fh).writerows([["path", "prompt", "artist"], *listed])
     print(f"{len(kept)} tracks x {args.excerpt_seconds} s -> {cat}; {made} held-out queries -> {qdir}")
 
 

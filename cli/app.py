@@ -24,6 +24,7 @@ from .errors import guarded
 from .eval import eval_app
 from .index import index_app
 from .options import Device, device_name
+from .report import report
 
 app = typer.Typer(help="Training data attribution by unlearning for music generative models.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -58,6 +59,8 @@ def demo(
     seed: Annotated[int, typer.Option()] = 0,
     adapter: Annotated[str, typer.Option(help="toolkit whose small model the demo trains: stable-audio or audiocraft")] = "stable-audio",
     device: Device = "auto",
+    ledger: Annotated[Optional[Path], typer.Option(help="credits ledger the clips' credits are appended to (default: "
+                                                        "$TDA_LEDGER, else ~/.local/share/tda-plugin/credits.sqlite)")] = None,
 ) -> None:
     """Synthesise a catalogue, take the shipped model trained on it (or train one), index, generate, attribute, report."""
     from tda_plugin import progress
@@ -69,9 +72,9 @@ def demo(
             out.print(credits_table(result.to_dict(), top=5))  # type: ignore[attr-defined]
 
     run = run_demo(out_dir, corpus=corpus, train=train, clips=clips, seed=seed, device=device_name(device),
-                   adapter=adapter, show=show)
+                   adapter=adapter, show=show, ledger=ledger)
     fit = run.style_fit
-    err.print(Text(f"{len(run.clips)} clip(s) in {out_dir}/clips (WAV + .credits.json); "
+    err.print(Text(f"{len(run.clips)} clip(s) in {out_dir}/clips (WAV + .wav.credits.json), credits appended to {run.ledger}; "
                    f"the model's clips sound like the prompted artist in {fit.hits}/{fit.total} (independent check); "
                    f"the prompted artist is credited first in {run.styles_credited_first}/{len(run.clips)}; "
                    f"report: {run.report}"), soft_wrap=True)
@@ -118,6 +121,9 @@ def plugins(as_json: Annotated[bool, typer.Option("--json", help="print JSON (wi
         say(f"plugin {name!r} implements unknown hook(s):", "yellow", ", ".join(hooks))
     for (hook, name), why in HOOK_ERRORS.items():
         say(f"plugin {name!r} raised in {hook}:", "yellow", why)
+
+
+app.command()(report)
 
 
 def main() -> None:

@@ -119,6 +119,7 @@ def attribute(
                                                         "else ~/.local/share/tda-plugin/credits.sqlite)")] = None,
     tag_top: Annotated[int, typer.Option(help="credits written as readable text by the tags sink")] = 5,
     sink_option: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE for third-party sinks, repeatable")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing sidecar instead of keeping its credits in its history")] = False,
 ) -> None:
     """Attribute saved generations: who made the music in these clips? Credits go to the chosen sinks."""
     _run(**locals())
@@ -130,7 +131,7 @@ def _run(audio: list[Path], index: Path, prompt: str | None, prompts: Path | Non
          subset: str, unlearn_draws: int, damping: float | None, ewc: float, normalize: str, mask_silence: bool,
          conditioning: str, seconds_start: float | None, seconds_total: float | None, batch_size: int, device: str, ckpt: Path | None,
          model_config: Path | None, sink: list[str] | None, ledger: Path | None, tag_top: int,
-         sink_option: list[str] | None) -> None:
+         sink_option: list[str] | None, overwrite: bool) -> None:
     from tda_plugin import progress
     from tda_plugin.attributor import Attributor
     from tda_plugin.errors import TdaError
@@ -150,7 +151,7 @@ def _run(audio: list[Path], index: Path, prompt: str | None, prompts: Path | Non
                                  shortlist=shortlist or None, shortlist_draws=shortlist_draws,
                                  conditioning=conditioning)  # type: ignore[arg-type]
     sinks = _sinks(sink)
-    options = SinkOptions(ledger=ledger, tag_top=tag_top, extra=_key_values(sink_option or []))
+    options = SinkOptions(ledger=ledger, tag_top=tag_top, overwrite=overwrite, extra=_key_values(sink_option or []))
     opened = Index(index)
     meta = opened.meta
     table = inputs.read_prompts(prompts) if prompts is not None else {}

@@ -47,7 +47,7 @@ def show(audio: Annotated[Path, typer.Argument(help="an attributed audio file")]
 def _rows(ledger: Optional[Path], artist: Optional[str], since: Optional[str]) -> list[dict]:
     from tda_plugin.sinks.ledger import Ledger as LedgerDB
 
-    with LedgerDB(ledger) as db:
+    with LedgerDB(ledger, create=False) as db:
         return [r.to_dict() for r in db.rows(artist=artist, since=since)]
 
 

@@ -26,7 +26,7 @@ class AdapterLoader(Protocol):
 
 class TrainFn(Protocol):
     def __call__(self, tracks: list["Track"], out_dir: Path, *, seed: int, steps: int,
-                 exclude: Mapping[Path, Sequence[tuple[float, float]]]) -> tuple[Path, Path]: ...
+                 exclude: Mapping[Path, Sequence[tuple[float, float]]], init: Path | None = None) -> tuple[Path, Path]: ...
 
 
 class GenerateFn(Protocol):
@@ -42,7 +42,9 @@ class TrainingRecipe:
     and step budget, never use audio inside an ``exclude``d (start_s, end_s) range of a track (keyed by its
     resolved path), and never train the model's audio representation inside it (the encoder is fixed, or
     trained once per catalogue before any model is and shared by all), so that retrained models score the
-    same encoded query. ``generate`` returns audio [channels, samples] for a prompt and seed.
+    same encoded query. With ``init`` (a checkpoint of the same config) it fine-tunes that model instead of
+    starting from the seed's initialisation; recipes that cannot may leave the argument out, and are then
+    only called without it. ``generate`` returns audio [channels, samples] for a prompt and seed.
     """
 
     train: TrainFn

@@ -1,21 +1,27 @@
-"""Human-facing views of an attribution result: Rich tables for the terminal and a
-single self-contained HTML page for sharing.
+"""Human-facing views of attribution results: Rich tables for the terminal and one HTML page for sharing.
 
-An attribution result is the plain JSON-serialisable dict produced by the attribution
-pipeline (``query``, ``model``, ``method``, ``segments``, ``credits``, ``artists``).
-Keeping this module dependent on that dict only, rather than on the pipeline's
-objects, lets a saved ``result.json`` be re-rendered later without a model loaded.
+An attribution result is the plain JSON-serialisable dict produced by the attribution pipeline
+(``query``, ``model``, ``method``, ``segments``, ``credits``, ``artists``). This module depends on that
+dict only, not on the pipeline's objects, so stored credits (sidecar, tags) can be rendered later
+without a model loaded (``tda report``, :mod:`tda_plugin.report_files`).
+
+The page is rendered by Jinja2 with autoescaping from ``templates/report.html.j2``: every string
+in it comes from track metadata or user prompts. Audio is MP3, the one compressed format every
+browser plays (Safari has long played no Ogg), embedded as data URIs so the page is one file, or
+written into a folder beside it (``audio_dir``) for long clips.
 """
 
 from __future__ import annotations
 
 import base64
-import html
+import functools
 import io
+import json
+import logging
+import math
 import os
-import tempfile
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +31,18 @@ from rich.table import Table
 from rich.text import Text
 
 __all__ = [
+    "ArtistTotal",
     "ClipReport",
     "SegmentAudio",
+    "artist_totals",
     "artists_table",
     "credits_table",
+    "encode_audio",
+    "render_html",
     "write_html_report",
 ]
+
+log = logging.getLogger(__name__)
 
 _BAR_BLOCKS = " ▏▎▍▌▋▊▉█"
 _BAR_WIDTH = 20
@@ -52,6 +64,10 @@ class ClipReport:
     audio: np.ndarray  # the generated clip, float32 mono
     sample_rate: int
     segments: list[SegmentAudio]  # matched to result["segments"] by segment_id
+    #: the training segments' rate (the index's) when it differs from the clip's
+    segment_sample_rate: int | None = None
+    #: the heading of the clip's section; default: the query path stored in the result
+    label: str | None = None
 
 
 # --------------------------------------------------------------------------- formatting
@@ -68,9 +84,12 @@ def _fmt_share(share: float) -> str:
 
 
 def _fmt_param(value: Any) -> str:
-    """Floats like alpha are shown compactly (1e-05, not 1.0000000000000001e-05)."""
+    """Floats like alpha are shown compactly (1e-05, not 1.0000000000000001e-05); nested values (the
+    prefilter's provenance) as the JSON the result stores, not as a Python repr."""
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
     return str(value)
 
 
@@ -155,70 +174,46 @@ def artists_table(result: dict) -> Table:
     return table
 
 
-# --------------------------------------------------------------------------- HTML report
+# --------------------------------------------------------------------------- totals over clips
 
 
-_CSS = """
-:root {
-  color-scheme: light dark;
-  --bg: #f6f7f9; --card: #ffffff; --fg: #1d2330; --muted: #667085;
-  --line: #e3e6eb; --accent: #3b6fd8; --accent-soft: #dbe6fb;
-}
-@media (prefers-color-scheme: dark) {
-  :root {
-    --bg: #14171d; --card: #1c2029; --fg: #e6e9ef; --muted: #98a2b3;
-    --line: #2c323e; --accent: #7aa2f7; --accent-soft: #283350;
-  }
-}
-* { box-sizing: border-box; }
-body {
-  margin: 0; padding: 2rem 1rem 4rem; background: var(--bg); color: var(--fg);
-  font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
-}
-main { max-width: 960px; margin: 0 auto; }
-h1 { font-size: 1.6rem; margin: 0 0 .25rem; }
-h2 { font-size: 1.25rem; margin: 0 0 .25rem; word-break: break-all; }
-h3 { font-size: .95rem; margin: 1.5rem 0 .5rem; text-transform: uppercase;
-     letter-spacing: .04em; color: var(--muted); }
-.subtitle, .meta { color: var(--muted); margin: 0 0 1.5rem; }
-.clip { background: var(--card); border: 1px solid var(--line); border-radius: 12px;
-        padding: 1.5rem; margin-bottom: 2rem; box-shadow: 0 1px 3px rgba(0,0,0,.06); }
-.prompt { font-size: 1.1rem; font-style: italic; margin: .25rem 0 .5rem; }
-.meta { font-size: .85rem; margin: 0 0 .25rem; }
-.method { font: .8rem/1.6 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
-          color: var(--muted); margin: 0 0 1rem; }
-.method span { display: inline-block; background: var(--accent-soft); color: var(--fg);
-               border-radius: 4px; padding: 0 .4rem; margin: 0 .25rem .25rem 0; }
-audio { width: 100%; display: block; }
-table { width: 100%; border-collapse: collapse; font-size: .9rem; }
-th, td { text-align: left; padding: .4rem .5rem; border-bottom: 1px solid var(--line); }
-th { color: var(--muted); font-weight: 600; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-tbody tr:hover { background: var(--accent-soft); }
-.note { color: var(--muted); font-size: .85rem; margin: .25rem 0 0; }
-svg.bars { width: 100%; height: auto; display: block; }
-svg.bars text { fill: var(--fg); font-size: 13px; font-family: inherit; }
-svg.bars .track { fill: var(--accent-soft); }
-svg.bars .bar { fill: var(--accent); }
-.segments { list-style: none; padding: 0; margin: 0; display: grid; gap: .75rem; }
-.segments li { border: 1px solid var(--line); border-radius: 8px; padding: .6rem .8rem; }
-.segments .label { margin: 0 0 .4rem; }
-.segments .label .rank { color: var(--muted); margin-right: .4rem; }
-.segments .label .detail { color: var(--muted); font-size: .85rem; }
-"""
+@dataclass(frozen=True)
+class ArtistTotal:
+    """One artist across every clip of a report."""
 
-# Geometry of the artist-share chart, in SVG user units (scaled to the page width).
-_SVG_WIDTH = 640
-_SVG_LABEL_W = 190
-_SVG_PCT_W = 60
-_SVG_ROW_H = 26
-_SVG_BAR_H = 16
-_SVG_LABEL_CHARS = 26
+    artist: str
+    #: the artist's shares summed over the clips, divided by the number of clips (so totals add up to 100 %)
+    mean_share: float
+    #: clips in which the artist has a credit
+    credited_in: int
+    #: clips in which the artist has the largest positive share
+    first_in: int
 
 
-def _esc(value: Any) -> str:
-    """Every piece of text comes from track metadata or user prompts, so escape it all."""
-    return html.escape(str(value), quote=True)
+def artist_totals(results: Sequence[Mapping[str, Any]]) -> list[ArtistTotal]:
+    """Per-artist totals over ``results``, largest mean share first (ties by name)."""
+    total: dict[str, float] = {}
+    credited: dict[str, int] = {}
+    first: dict[str, int] = {}
+    for result in results:
+        artists = list(result.get("artists") or [])
+        for a in artists:
+            name = str(a["artist"])
+            total[name] = total.get(name, 0.0) + float(a["share"])
+            credited[name] = credited.get(name, 0) + 1
+        if artists and float(artists[0]["share"]) > 0:
+            name = str(artists[0]["artist"])
+            first[name] = first.get(name, 0) + 1
+    n = max(len(results), 1)
+    rows = [ArtistTotal(a, total[a] / n, credited[a], first.get(a, 0)) for a in total]
+    return sorted(rows, key=lambda r: (-r.mean_share, r.artist))
+
+
+# --------------------------------------------------------------------------- audio
+
+#: MPEG-1/2 layer III sample rates. Lower rates (8, 11.025, 12 kHz) exist only in the unofficial
+#: MPEG-2.5 extension, which not every decoder plays, so such audio is resampled up to 16 kHz or more.
+_MP3_RATES = (16000, 22050, 24000, 32000, 44100, 48000)
 
 
 def _mono_float32(audio: np.ndarray, what: str) -> np.ndarray:
@@ -231,87 +226,84 @@ def _mono_float32(audio: np.ndarray, what: str) -> np.ndarray:
     return arr
 
 
-def _wav_data_uri(audio: np.ndarray, sample_rate: int, what: str) -> str:
-    """16-bit PCM WAV halves the size of float WAV and every browser plays it.
+@functools.lru_cache(maxsize=1)
+def _can_write_mp3() -> bool:
+    if "MP3" in sf.available_formats():
+        return True
+    log.warning("libsndfile %s cannot write MP3; the report's audio is Ogg/Vorbis, which Safari does not play",
+                sf.__libsndfile_version__)
+    return False
 
-    Samples are clipped to [-1, 1] first so that hot clips saturate instead of wrapping.
+
+def encode_audio(audio: np.ndarray, sample_rate: int, what: str) -> tuple[bytes, str]:
+    """(MP3 bytes, MIME type) of mono ``audio``, clipped to [-1, 1] so hot clips saturate instead of wrapping.
+
+    Where this soundfile's libsndfile cannot write MP3 (older than 1.1), Ogg/Vorbis is the fallback:
+    it plays everywhere but in Safari.
     """
     if sample_rate <= 0:
         raise ValueError(f"{what}: sample rate must be positive, got {sample_rate}")
     samples = np.clip(_mono_float32(audio, what), -1.0, 1.0)
     buf = io.BytesIO()
-    sf.write(buf, samples, int(sample_rate), format="WAV", subtype="PCM_16")
-    return "data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    if not _can_write_mp3():
+        sf.write(buf, samples, int(sample_rate), format="OGG", subtype="VORBIS")
+        return buf.getvalue(), "audio/ogg"
+    rate = next((r for r in _MP3_RATES if r >= sample_rate), _MP3_RATES[-1])
+    if rate != sample_rate:
+        from scipy.signal import resample_poly
+
+        g = math.gcd(rate, int(sample_rate))
+        samples = np.clip(resample_poly(samples, rate // g, int(sample_rate) // g), -1.0, 1.0).astype(np.float32)
+    sf.write(buf, samples, rate, format="MP3", subtype="MPEG_LAYER_III")
+    return buf.getvalue(), "audio/mpeg"
 
 
-def _audio_tag(audio: np.ndarray, sample_rate: int, what: str) -> str:
-    return f'<audio controls preload="metadata" src="{_wav_data_uri(audio, sample_rate, what)}"></audio>'
+#: turns (encoded bytes, MIME type, a file stem) into what an <audio src> holds
+AudioSource = Callable[[bytes, str, str], str]
 
 
-def _truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _data_uri(data: bytes, mime: str, _stem: str) -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
-def _artist_svg(artists: Sequence[Mapping[str, Any]]) -> str:
-    """Horizontal bar chart of artist shares as inline SVG (no scripts, no external assets).
+def _files_beside(page: Path, audio_dir: Path) -> AudioSource:
+    """Audio written into ``audio_dir``, linked relative to the page so page and folder move together."""
+    from .atomic import write_bytes
 
-    Long names are truncated in the label; the full name is kept in a <title> tooltip.
-    """
-    peak = _max_share(artists)
-    bar_area = _SVG_WIDTH - _SVG_LABEL_W - _SVG_PCT_W
-    height = _SVG_ROW_H * len(artists) + 4
-    rows = []
-    for i, artist in enumerate(artists):
-        name = str(artist["artist"])
-        share = max(float(artist["share"]), 0.0)
-        width = bar_area * (share / peak) if peak > 0 else 0.0
-        y = 2 + i * _SVG_ROW_H
-        bar_y = y + (_SVG_ROW_H - _SVG_BAR_H) / 2
-        text_y = y + _SVG_ROW_H / 2
-        rows.append(
-            "<g>"
-            f"<title>{_esc(name)}: {_fmt_share(share)}</title>"
-            f'<text x="{_SVG_LABEL_W - 8}" y="{text_y:.1f}" text-anchor="end" '
-            f'dominant-baseline="central">{_esc(_truncate(name, _SVG_LABEL_CHARS))}</text>'
-            f'<rect class="track" x="{_SVG_LABEL_W}" y="{bar_y:.1f}" width="{bar_area}" '
-            f'height="{_SVG_BAR_H}" rx="3"/>'
-            f'<rect class="bar" x="{_SVG_LABEL_W}" y="{bar_y:.1f}" width="{width:.1f}" '
-            f'height="{_SVG_BAR_H}" rx="3"/>'
-            f'<text x="{_SVG_WIDTH - 4}" y="{text_y:.1f}" text-anchor="end" '
-            f'dominant-baseline="central">{_fmt_share(share)}</text>'
-            "</g>"
-        )
-    return (
-        f'<svg class="bars" viewBox="0 0 {_SVG_WIDTH} {height}" role="img" '
-        f'aria-label="Attribution share per artist">{"".join(rows)}</svg>'
-    )
+    def source(data: bytes, mime: str, stem: str) -> str:
+        target = audio_dir / f"{stem}{'.mp3' if mime == 'audio/mpeg' else '.ogg'}"
+        write_bytes(target, data)
+        return Path(os.path.relpath(target, page.parent)).as_posix()
+
+    return source
 
 
-def _credits_html(credits: Sequence[Mapping[str, Any]], top: int) -> str:
-    shown = list(credits)[:top]
-    rows = "".join(
-        "<tr>"
-        f'<td class="num">{_esc(c["rank"])}</td>'
-        f"<td>{_esc(c['artist'])}</td>"
-        f'<td title="{_esc(c.get("path", ""))}">{_esc(c["title"])}</td>'
-        f"<td>{_esc(c.get('license', ''))}</td>"
-        f'<td class="num">{_esc(_fmt_score(c["score"]))}</td>'
-        f'<td class="num">{_esc(_fmt_share(c["share"]))}</td>'
-        "</tr>"
-        for c in shown
-    )
-    note = ""
-    if len(credits) > len(shown):
-        note = f'<p class="note">Showing {len(shown)} of {len(credits)} credited tracks.</p>'
-    return (
-        "<table><thead><tr>"
-        '<th class="num">#</th><th>Artist</th><th>Title</th><th>Licence</th>'
-        '<th class="num">Score</th><th class="num">Share</th>'
-        f"</tr></thead><tbody>{rows}</tbody></table>{note}"
-    )
+# --------------------------------------------------------------------------- the page's content
 
 
-def _segments_html(clip: ClipReport, label: str) -> str:
+@dataclass
+class _Player:
+    src: str
+    #: the accessible name: what the player plays
+    label: str
+
+
+@dataclass
+class _Clip:
+    anchor: str
+    label: str
+    prompt: str | None
+    meta: list[str]
+    method: list[tuple[str, str]]
+    player: _Player
+    credits: list[dict[str, str]]
+    credits_note: str | None
+    artists: list[dict[str, Any]]
+    artists_note: str | None
+    segments: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _segments(clip: ClipReport, number: int, label: str, source: AudioSource) -> list[dict[str, Any]]:
     """Players for the segments whose audio was supplied, in the result's rank order.
 
     Audio for a segment that the result does not list means the caller paired the wrong
@@ -322,107 +314,106 @@ def _segments_html(clip: ClipReport, label: str) -> str:
     if unknown:
         raise ValueError(f"{label}: audio supplied for segments not in the result: {unknown}")
     audio_by_id = {seg.segment_id: seg.audio for seg in clip.segments}
-    listed = sorted((s for s in by_id.values() if int(s["segment_id"]) in audio_by_id), key=lambda s: s["rank"])
-    items = []
-    for seg in listed:
+    rate = clip.segment_sample_rate or clip.sample_rate
+    rows = []
+    for seg in sorted((s for s in by_id.values() if int(s["segment_id"]) in audio_by_id), key=lambda s: s["rank"]):
         sid = int(seg["segment_id"])
-        player = _audio_tag(audio_by_id[sid], clip.sample_rate, f"{label}, segment {sid}")
-        items.append(
-            "<li>"
-            '<p class="label">'
-            f'<span class="rank">#{_esc(seg["rank"])}</span>'
-            f"<strong>{_esc(seg['title'])}</strong> — {_esc(seg['artist'])} "
-            f'<span class="detail">· {float(seg["start_s"]):.1f}–{float(seg["end_s"]):.1f} s '
-            f"· score {_esc(_fmt_score(seg['score']))}</span>"
-            "</p>"
-            f"{player}"
-            "</li>"
-        )
-    return f'<ul class="segments">{"".join(items)}</ul>'
+        span = f"{float(seg['start_s']):.1f}–{float(seg['end_s']):.1f} s"
+        data, mime = encode_audio(audio_by_id[sid], rate, f"{label}, segment {sid}")
+        name = f"Training segment ranked {seg['rank']} for clip {number}: {seg['title']} by {seg['artist']}, {span}"
+        rows.append({"rank": seg["rank"], "title": seg["title"], "artist": seg["artist"], "span": span,
+                     "score": _fmt_score(seg["score"]),
+                     "player": _Player(source(data, mime, f"clip{number:02d}-segment{seg['rank']:02d}"), name)})
+    return rows
 
 
-def _clip_html(index: int, clip: ClipReport, top: int) -> str:
+def _clip(number: int, clip: ClipReport, top: int, source: AudioSource) -> _Clip:
     result = clip.result
     query = result.get("query") or {}
     model = result.get("model") or {}
-    label = str(query.get("path") or f"Clip {index}")
+    label = clip.label or str(query.get("path") or f"Clip {number}")
     prompt = query.get("prompt")
-    artists = list(result.get("artists") or [])
-
-    parts = [f'<section class="clip" id="clip-{index}">', f"<h2>{_esc(label)}</h2>"]
-    if prompt:
-        parts.append(f'<p class="prompt">“{_esc(prompt)}”</p>')
     meta = [f"{float(query.get('duration_s', len(clip.audio) / clip.sample_rate)):.1f} s"]
     if model.get("adapter"):
         meta.append(f"model {model['adapter']}")
     if model.get("fingerprint"):
         meta.append(f"fingerprint {str(model['fingerprint'])[:12]}")
-    parts.append(f'<p class="meta">{" · ".join(_esc(m) for m in meta)}</p>')
-    method = _method_items(result)
-    if method:
-        spans = "".join(f"<span>{_esc(k)}={_esc(v)}</span>" for k, v in method)
-        parts.append(f'<p class="method">method {spans}</p>')
-    parts.append(_audio_tag(clip.audio, clip.sample_rate, label))
 
-    parts.append("<h3>Credited tracks</h3>")
-    parts.append(_credits_html(list(result.get("credits") or []), top))
-
-    parts.append("<h3>Artist shares</h3>")
-    if artists:
-        parts.append(_artist_svg(artists))
-        total = sum(float(a["share"]) for a in artists)
-        if total < 0.995:
-            parts.append(f'<p class="note">Listed artists account for {_fmt_share(total)} of the attribution.</p>')
-    else:
-        parts.append('<p class="note">No artist shares.</p>')
-
-    if clip.segments:
-        parts.append("<h3>Top segments</h3>")
-        parts.append(_segments_html(clip, label))
-    parts.append("</section>")
-    return "".join(parts)
-
-
-def _render_page(clips: Sequence[ClipReport], title: str, top: int) -> str:
-    body = "\n".join(_clip_html(i, clip, top) for i, clip in enumerate(clips, start=1))
-    if not clips:
-        body = '<p class="note">No clips were attributed.</p>'
-    count = f"{len(clips)} clip" + ("" if len(clips) == 1 else "s")
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{_esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n"
-        f"<h1>{_esc(title)}</h1>\n<p class=\"subtitle\">{count}</p>\n"
-        f"{body}\n</main>\n</body>\n</html>\n"
+    credits = list(result.get("credits") or [])
+    shown = credits[:top]
+    artists = list(result.get("artists") or [])
+    peak = _max_share(artists)
+    total = sum(float(a["share"]) for a in artists)
+    data, mime = encode_audio(clip.audio, clip.sample_rate, label)
+    player_name = f"Generated clip {number}: {label}" + (f", prompt “{prompt}”" if prompt else "")
+    return _Clip(
+        anchor=f"clip-{number}", label=label, prompt=prompt, meta=meta, method=_method_items(result),
+        player=_Player(source(data, mime, f"clip{number:02d}"), player_name),
+        credits=[{"rank": str(c["rank"]), "artist": str(c["artist"]), "title": str(c["title"]),
+                  "license": str(c.get("license") or ""), "path": str(c.get("path") or ""),
+                  "score": _fmt_score(c["score"]), "share": _fmt_share(c["share"])} for c in shown],
+        credits_note=f"Showing {len(shown)} of {len(credits)} credited tracks." if len(credits) > len(shown) else None,
+        artists=[{"artist": str(a["artist"]), "share": _fmt_share(a["share"]),
+                  "bar": round(100.0 * max(float(a["share"]), 0.0) / peak, 1) if peak > 0 else 0.0} for a in artists],
+        artists_note=f"Listed artists account for {_fmt_share(total)} of the credit." if artists and total < 0.995 else None,
+        segments=_segments(clip, number, label, source),
     )
 
 
-def write_html_report(
-    path: Path,
-    clips: Sequence[ClipReport],
-    *,
-    title: str = "tda-plugin attribution report",
-    top: int = 10,
-) -> Path:
-    """Write one self-contained HTML page (audio as data URIs, inline CSS and SVG).
+def _totals(clips: Sequence[ClipReport]) -> list[dict[str, Any]]:
+    rows = artist_totals([c.result for c in clips])
+    peak = max((r.mean_share for r in rows), default=0.0)
+    return [{"artist": r.artist, "share": _fmt_share(r.mean_share), "credited_in": r.credited_in,
+             "first_in": r.first_in, "bar": round(100.0 * r.mean_share / peak, 1) if peak > 0 else 0.0} for r in rows]
 
-    Self-contained so the file can be mailed or archived and still play offline. The
-    page is written to a temporary file beside ``path`` and moved into place, so a
-    reader never sees a half-written report and a failure leaves any old one intact.
+
+def _subtitle(clips: Sequence[ClipReport]) -> str:
+    parts = [f"{len(clips)} clip" + ("" if len(clips) == 1 else "s")]
+    models = {(str((c.result.get("model") or {}).get("adapter", "")), str((c.result.get("model") or {}).get("fingerprint", ""))[:12])
+              for c in clips}
+    if len(models) == 1:
+        adapter, fingerprint = next(iter(models))
+        parts.append(" ".join(p for p in (f"model {adapter}" if adapter else "", fingerprint) if p))
+    elif models:
+        parts.append(f"{len(models)} models")
+    return " · ".join(p for p in parts if p)
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> Any:
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.PackageLoader("tda_plugin", "templates"), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def render_html(clips: Sequence[ClipReport], *, title: str = "tda-plugin attribution report", top: int = 10,
+                summary: Sequence[tuple[str, str]] = (), audio: AudioSource = _data_uri) -> str:
+    """The report page as a string.
+
+    ``summary``: (label, value) figures shown prominently at the top, e.g. the demo's
+    ("Prompted artist credited first", "3 of 4 clips"). ``audio`` places each encoded player's audio
+    (default: inline data URIs).
     """
+    from . import __version__
+
+    return _environment().get_template("report.html.j2").render(
+        title=title, subtitle=_subtitle(clips), summary=[(str(k), str(v)) for k, v in summary],
+        totals=_totals(clips), clips=[_clip(i, c, top, audio) for i, c in enumerate(clips, start=1)],
+        version=__version__)
+
+
+def write_html_report(path: Path, clips: Sequence[ClipReport], *, title: str = "tda-plugin attribution report",
+                      top: int = 10, summary: Sequence[tuple[str, str]] = (), audio_dir: Path | None = None) -> Path:
+    """Write the report page; the audio goes inside it, or into ``audio_dir`` (linked relative to the page).
+
+    A self-contained page can be mailed or archived and still plays offline; ``audio_dir`` keeps the
+    page small for long clips (a real model's 10-s segments). The page is written to a temporary file
+    beside ``path`` and moved into place, so a reader never sees a half-written report.
+    """
+    from .atomic import write_text
+
     path = Path(path)
-    page = _render_page(clips, title, top)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(page)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; a report is meant to be shared
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    source = _data_uri if audio_dir is None else _files_beside(path, Path(audio_dir))
+    write_text(path, render_html(clips, title=title, top=top, summary=summary, audio=source))
     return path

@@ -95,3 +95,27 @@ def tiny_index(tmp_path_factory: pytest.TempPathFactory, tiny_model: tuple[Path,
     build_index(tiny_catalogue, out, load(ckpt, model_config=cfg), checkpoint=ckpt, model_config=cfg,
                 settings=IndexSettings(draws=4, fisher_segments=6, shard_size=4))
     return out
+
+
+@pytest.fixture(scope="session")
+def attributed_clips(tmp_path_factory: pytest.TempPathFactory, tiny_index: Path, tiny_catalogue: Path) -> list[Path]:
+    """Four clips shaped like the demo's (a catalogue track plus noise, with its prompt), attributed on the tiny
+    index, credits in their sidecars: what `tda report` and the demo's report read."""
+    from tda_plugin.attributor import Attributor
+    from tda_plugin.settings import AttributeSettings, UnlearnSettings
+    from tda_plugin.sinks import write_credits
+
+    att = Attributor.from_index(tiny_index)
+    settings = AttributeSettings(UnlearnSettings(unlearn_draws=2, alpha=1e-7), candidates="all", top=10)
+    folder = tmp_path_factory.mktemp("attributed") / "clips"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    paths = []
+    for k, prompt in enumerate(("low hum", "high beep", "low hum", "high beep")):
+        track, _ = sf.read(str(tiny_catalogue / "audio" / f"t{k}.wav"), dtype="float32")
+        clip = track[:2 * SEGMENT] + 0.05 * rng.standard_normal(2 * SEGMENT).astype(np.float32)
+        path = folder / f"clip_{k:02d}.wav"
+        sf.write(str(path), clip, SR, subtype="PCM_16")
+        write_credits(att.attribute_file(path, prompt=prompt, settings=settings).to_dict(), path)
+        paths.append(path)
+    return paths

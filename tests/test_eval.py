@@ -16,6 +16,8 @@ from tda_plugin.experiments.grid import consistency, points, read_grid
 from tda_plugin.experiments.self_influence import SelfInfluence
 from tda_plugin.experiments.targets import covering_targets
 
+from .tiny_recipe import NAME, tiny_recipe  # noqa: F401  (fixture)
+
 runner = CliRunner()
 
 
@@ -156,22 +158,38 @@ def test_training_crops_avoid_excluded_ranges(tmp_path: Path) -> None:
     assert allowed == [0, 1, 9, 10, 11, 12, 13, 14, 15, 16]  # crops [off, off+4) * 0.1 s never touch [0.5, 0.9)
 
 
-def test_counterfactual_end_to_end(tmp_path: Path) -> None:
+def test_counterfactual_end_to_end_from_scratch_then_fine_tuned(tmp_path: Path, tiny_recipe) -> None:  # noqa: F811
+    """Removals by unlearning, one similarity embedder and shared random sets, two seeds, two K; then the
+    fine-tuning counterfactual on the same model cache (its reference is reused, not retrained)."""
     from .conftest import write_catalogue
+    from .test_lds import _held_out
 
-    corpus = write_catalogue(tmp_path / "cat", n_tracks=4, seconds=4.2)
+    corpus = write_catalogue(tmp_path / "cat", n_tracks=2, seconds=2.1)
+    common = ["--cache", str(tmp_path / "models"), "--adapter", NAME, "--queries", "1", "--query-audio",
+              str(_held_out(tmp_path / "held")), "--k", "1,2", "--seeds", "2", "--random-sets", "2", "--steps", "2",
+              "--draws", "2", "--loss-draws", "2", "--method", "similar:latent_stats", "--method", "first_order"]
     out = tmp_path / "cf"
-    doc = _run(["eval", "counterfactual", str(corpus), "--out", str(out), "--queries", "1", "--k", "1,2",
-                "--steps", "2", "--draws", "2"])
-    methods = {"unlearning", "random", *(f"similar:{e}" for e in doc["embedders"])}
-    assert {(r["method"], r["k"]) for r in doc["runs"]} == {(m, k) for m in methods for k in (1, 2)}
+    doc = _run(["eval", "counterfactual", str(corpus), "--out", str(out), *common])
+    methods = {"first_order", "random", "similar:latent_stats"}
+    assert set(doc["summary"]) == methods and all(set(v) == {"1", "2"} for v in doc["summary"].values())
     for r in doc["runs"]:
-        assert len(r["removed"]) == r["k"] and np.isfinite(r["delta_loss"]) and r["delta_clip_db"] >= 0
-    first = json.loads((out / "results.json").read_text())
-    again = _run(["eval", "counterfactual", str(corpus), "--out", str(out), "--queries", "1", "--k", "1,2",
-                  "--steps", "2", "--draws", "2"])  # a rerun reuses every finished retraining
-    assert {k: v["delta_loss"] for k, v in first.items()} == {f"q{r['query']}/k{r['k']}/{r['method']}": r["delta_loss"]
-                                                              for r in again["runs"]}
+        assert len(r["removed"]) == r["k"] and r["seed"] in (0, 1) and np.isfinite(r["delta_loss"])
+        assert (r["delta_clip_db"] is None) == (r["source"] == "held-out")
+    per = {(r["method"], r["k"], r["seed"]) for r in doc["runs"]}
+    assert per == {(m, k, s) for m in methods for k in (1, 2) for s in (0, 1)}
+    random_runs = [r for r in doc["runs"] if r["method"] == "random"]
+    assert len(random_runs) == 2 * 2 * 2 * 2  # sets × K × seeds × queries: every query measured on every random set
+    assert len({tuple(r["removed"]) for r in random_runs}) <= 4  # ... from 2 sets per K, not one per query
+    fo = doc["summary"]["first_order"]["2"]
+    assert fo["n"] == 2 and "p_greater" in fo["vs_random"] and "similar:latent_stats" in fo["vs"]
+    assert set(doc["noise"]) == {"1", "2"} and np.isfinite(doc["noise"]["2"]["random_sd"])
+    scratch = [t for t in tiny_recipe.trained if str(tmp_path / "models") in str(t["out"])]
+    assert sum(not t["exclude"] for t in scratch) == 2  # one reference per seed, the first shared with attribution
+    tuned = _run(["eval", "counterfactual", str(corpus), "--out", str(out), *common, "--finetune-steps", "2"])
+    new = [t for t in tiny_recipe.trained if str(tmp_path / "models") in str(t["out"])][len(scratch):]
+    assert new and all(t["init"] is not None and t["steps"] == 2 for t in new)
+    assert {r["method"] for r in tuned["runs"]} == methods and tuned["plan"]["finetune_steps"] == 2
+    assert all(r["regime"].startswith("finetune-2") for r in tuned["runs"])
 
 
 def test_retraining_without_nothing_reproduces_the_model(tmp_path: Path) -> None:

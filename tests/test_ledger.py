@@ -91,3 +91,10 @@ def test_two_processes_writing_at_once_lose_no_rows(tmp_path: Path) -> None:
         rows = list(ledger.rows())
     assert len(rows) == 2 * per_worker * 3 and len({r.attribution_id for r in rows}) == 2 * per_worker
     assert {r.prompt for r in rows} == {f"w{w}/{i}" for w in (0, 1) for i in range(per_worker)}
+
+
+def test_listing_a_missing_ledger_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    for command in (["credits", "list"], ["credits", "export"]):
+        r = runner.invoke(app, [*command, "--ledger", str(tmp_path / "none" / "l.sqlite")])
+        assert r.exit_code == 3 and "no credits ledger here" in r.stderr and "tda attribute --sink ledger" in r.stderr
+    assert not (tmp_path / "none").exists()

@@ -1,28 +1,34 @@
 """Tests for tda_plugin.report: the HTML page must be self-contained, play back the
-audio it was given, and never let track metadata inject markup."""
+audio it was given, explain itself, and never let track metadata inject markup."""
 
 from __future__ import annotations
 
 import base64
+import html.parser
 import io
 import re
+import tomllib
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 from rich.console import Console
+from scipy.signal import resample_poly
 
 from tda_plugin.report import (
     ClipReport,
     SegmentAudio,
+    artist_totals,
     artists_table,
     credits_table,
+    encode_audio,
     write_html_report,
 )
 
 SR = 8000
-DATA_URI = re.compile(r'src="data:audio/wav;base64,([A-Za-z0-9+/=]+)"')
+DATA_URI = re.compile(r'src="data:audio/mpeg;base64,([A-Za-z0-9+/=]+)"')
 
 
 def _result(path: str, prompt: str) -> dict:
@@ -55,8 +61,11 @@ def _result(path: str, prompt: str) -> dict:
     }
 
 
-def _noise(rng: np.random.Generator, seconds: float) -> np.ndarray:
-    return (0.3 * rng.standard_normal(int(seconds * SR))).astype(np.float32)
+def _tone(rng: np.random.Generator, seconds: float) -> np.ndarray:
+    """A tone of random pitch with a little noise: lossy coding keeps its waveform, unlike white noise's."""
+    t = np.arange(int(seconds * SR)) / SR
+    tone = 0.4 * np.sin(2 * np.pi * rng.uniform(200, 600) * t) + 0.01 * rng.standard_normal(t.size)
+    return tone.astype(np.float32)
 
 
 @pytest.fixture
@@ -65,17 +74,47 @@ def clips() -> list[ClipReport]:
     return [
         ClipReport(
             result=_result(f"gen/clip{i}.wav", f"prompt {i} with \"quotes\" & <tags>"),
-            audio=_noise(rng, 1.0),
+            audio=_tone(rng, 1.0),
             sample_rate=SR,
-            segments=[SegmentAudio(11, _noise(rng, 0.5)), SegmentAudio(22, _noise(rng, 0.75))],
+            segments=[SegmentAudio(11, _tone(rng, 0.5)), SegmentAudio(22, _tone(rng, 0.75))],
         )
         for i in range(2)
     ]
 
 
+class _Elements(html.parser.HTMLParser):
+    """Attributes of the elements named, and the text of each table, as a browser's DOM would hold them."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.audio: list[dict[str, str]] = []
+        self.tables: list[list[list[str]]] = []
+        self._cell: list[str] | None = None
+        self.feed(page)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "audio":
+            self.audio.append({k: v or "" for k, v in attrs})
+        elif tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
 @pytest.fixture
 def page(tmp_path: Path, clips: list[ClipReport]) -> str:
-    out = write_html_report(tmp_path / "report.html", clips)
+    out = write_html_report(tmp_path / "report.html", clips, summary=[("Prompted artist credited first", "1 of 2 <clips>")])
     assert out == tmp_path / "report.html"
     return out.read_text(encoding="utf-8")
 
@@ -88,43 +127,90 @@ def test_writes_single_file_atomically(tmp_path: Path, clips: list[ClipReport]) 
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]  # no temp file left
 
 
-def test_one_player_per_clip_and_segment(page: str, clips: list[ClipReport]) -> None:
+def test_one_mp3_player_per_clip_and_segment(page: str, clips: list[ClipReport]) -> None:
     expected = sum(1 + len(c.segments) for c in clips)
     assert page.count("<audio") == expected
     assert len(DATA_URI.findall(page)) == expected
 
 
-def test_data_uris_decode_to_wav(page: str, clips: list[ClipReport]) -> None:
-    expected_lengths = []
+def test_players_play_the_audio_they_were_given(page: str, clips: list[ClipReport]) -> None:
+    """MP3 at 16 kHz (8 kHz is only in the unofficial MPEG-2.5): same length at the new rate, same waveform."""
+    given = []
     for clip in clips:
-        expected_lengths.append(len(clip.audio))
-        by_id = {s.segment_id: s for s in clip.segments}
-        expected_lengths += [len(by_id[s["segment_id"]].audio) for s in clip.result["segments"]]
-    decoded = []
-    for payload in DATA_URI.findall(page):
+        by_id = {s.segment_id: s.audio for s in clip.segments}
+        given += [clip.audio] + [by_id[s["segment_id"]] for s in clip.result["segments"]]
+    for payload, original in zip(DATA_URI.findall(page), given, strict=True):
         data, rate = sf.read(io.BytesIO(base64.b64decode(payload, validate=True)), dtype="float32")
-        assert rate == SR
-        assert data.ndim == 1
-        decoded.append(len(data))
-    assert decoded == expected_lengths
+        assert rate == 16000 and data.ndim == 1
+        reference = resample_poly(original, 2, 1)
+        assert len(data) == len(reference)
+        assert np.corrcoef(data, reference)[0, 1] > 0.99
 
 
-def test_roundtrip_audio_is_close(tmp_path: Path, clips: list[ClipReport]) -> None:
-    page = write_html_report(tmp_path / "r.html", clips[:1]).read_text(encoding="utf-8")
-    data, _ = sf.read(io.BytesIO(base64.b64decode(DATA_URI.findall(page)[0])), dtype="float32")
-    expected = np.clip(clips[0].audio, -1, 1)
-    assert np.max(np.abs(data - expected)) < 1e-3  # 16-bit quantisation only
+def test_audio_at_an_mpeg_rate_is_not_resampled() -> None:
+    rate = 44100
+    audio = np.sin(2 * np.pi * 440 * np.arange(rate // 2) / rate).astype(np.float32)
+    data, mime = encode_audio(audio, rate, "tone")
+    decoded, decoded_rate = sf.read(io.BytesIO(data), dtype="float32")
+    assert mime == "audio/mpeg" and decoded_rate == rate and len(decoded) == len(audio)
 
 
-def test_artists_shares_and_method_appear(page: str) -> None:
-    assert "Ada Lovelace" in page
-    assert "Björk" in page
-    assert "62.5%" in page
-    assert "25.0%" in page
-    assert "<svg" in page
-    assert "alpha=1e-05" in page
-    assert "candidates=all" in page
-    assert "3.2e-04" in page
+def test_without_mp3_the_audio_is_ogg_vorbis(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tda_plugin import report
+
+    formats = {k: v for k, v in sf.available_formats().items() if k != "MP3"}
+    monkeypatch.setattr(report.sf, "available_formats", lambda: formats)
+    report._can_write_mp3.cache_clear()
+    try:
+        data, mime = encode_audio(np.zeros(800, np.float32), SR, "silence")
+    finally:
+        report._can_write_mp3.cache_clear()
+    assert mime == "audio/ogg" and sf.info(io.BytesIO(data)).subtype == "VORBIS"
+
+
+def test_players_are_named_after_what_they_play(page: str) -> None:
+    labels = [a["aria-label"] for a in _Elements(page).audio]
+    assert labels[0] == 'Generated clip 1: gen/clip0.wav, prompt “prompt 0 with "quotes" & <tags>”'
+    assert labels[1] == "Training segment ranked 1 for clip 1: <b>& by Ada Lovelace, 0.0–0.5 s"
+    assert labels[2] == "Training segment ranked 2 for clip 1: Second by Björk, 1.5–2.2 s"
+    assert labels[3].startswith("Generated clip 2: gen/clip1.wav")
+
+
+def test_page_explains_credit_score_and_share_before_the_clips(page: str) -> None:
+    explained = page.index("How to read this report")
+    assert explained < page.index('id="clip-1"')
+    for words in ("<dt>Credit</dt>", "<dt>Score</dt>", "<dt>Share</dt>", "positive score of the clip's top segments",
+                  "not a royalty split"):
+        assert page.index(words) > explained
+
+
+def test_summary_figures_are_shown_first(page: str) -> None:
+    figure = page.index("<dt>Prompted artist credited first</dt><dd>1 of 2 &lt;clips&gt;</dd>")
+    assert page.index("<h1>") < figure < page.index("How to read this report")
+
+
+def test_artist_shares_are_tables_per_clip_and_across_clips(page: str) -> None:
+    tables = _Elements(page).tables
+    totals = tables[0]
+    assert totals[0] == ["Artist", "Mean share", "Credited in", "First in"]
+    assert totals[1:] == [["Ada Lovelace", "62.5%", "2", "2"], ["Björk", "25.0%", "2", "0"]]
+    per_clip = [t for t in tables if t[0] == ["Artist", "Share"]]
+    assert len(per_clip) == 2 and per_clip[0][1:] == [["Ada Lovelace", "62.5%"], ["Björk", "25.0%"]]
+    assert page.count("<caption>") == 1 + 2 * 2  # the totals, and per clip its credits and its artist shares
+
+
+def test_artist_totals_average_over_clips() -> None:
+    a = {"artists": [{"artist": "A", "share": 0.75}, {"artist": "B", "share": 0.25}]}
+    b = {"artists": [{"artist": "C", "share": 1.0}]}
+    nothing = {"artists": [{"artist": "A", "share": 0.0}]}  # no positive score: nobody first
+    totals = artist_totals([a, b, nothing])
+    assert [(t.artist, round(t.mean_share, 6), t.credited_in, t.first_in) for t in totals] == [
+        ("C", round(1 / 3, 6), 1, 1), ("A", 0.25, 2, 1), ("B", round(0.25 / 3, 6), 1, 0)]
+
+
+def test_method_settings_are_listed(page: str) -> None:
+    assert "<dt>alpha</dt><dd>1e-05</dd>" in page and "<dt>candidates</dt><dd>all</dd>" in page
+    assert "3.2e-04" in page and "-1.0e-05" in page
 
 
 def test_text_is_escaped(page: str) -> None:
@@ -134,10 +220,54 @@ def test_text_is_escaped(page: str) -> None:
     assert "&lt;tags&gt;" in page
 
 
+def test_template_syntax_in_metadata_is_text(tmp_path: Path, clips: list[ClipReport]) -> None:
+    clips[0].result["query"]["prompt"] = "{{ 7 * 7 }} {% if true %}x{% endif %} </style><script>alert(1)</script>"
+    page = write_html_report(tmp_path / "r.html", clips).read_text(encoding="utf-8")
+    assert ('<p class="prompt">“{{ 7 * 7 }} {% if true %}x{% endif %} &lt;/style&gt;&lt;script&gt;alert(1)&lt;/script&gt;”</p>'
+            in page)
+    assert "<script" not in page
+
+
 def test_no_remote_resources(page: str) -> None:
     assert not re.search(r"""(?:src|href)\s*=\s*["']?https?://""", page, re.IGNORECASE)
     assert "http://" not in page and "https://" not in page
     assert "<script" not in page and "<link" not in page
+
+
+def test_audio_beside_the_page(tmp_path: Path, clips: list[ClipReport]) -> None:
+    page_path = write_html_report(tmp_path / "out" / "report.html", clips, audio_dir=tmp_path / "out" / "report_audio")
+    page = page_path.read_text(encoding="utf-8")
+    srcs = [a["src"] for a in _Elements(page).audio]
+    assert "data:" not in page and srcs[:3] == ["report_audio/clip01.mp3", "report_audio/clip01-segment01.mp3",
+                                                "report_audio/clip01-segment02.mp3"]
+    for src in srcs:
+        assert sf.info(str(page_path.parent / src)).format == "MP3"
+    assert page_path.stat().st_size < 20_000
+
+
+def test_a_demo_shaped_page_stays_under_1_mb(tmp_path: Path) -> None:
+    """The demo's shape: 4 clips of 2.048 s at 8 kHz, each with its 10 top segments of 2.048 s (the demo's music)."""
+    from tda_plugin.demo.synth import STYLES, render_track
+
+    rng = np.random.default_rng(0)
+    n = 16384
+    tracks = [render_track(style, 0, 2.1, SR, seed=0) for style in STYLES[:4]]
+    clips = []
+    for k, track in enumerate(tracks):
+        result = _result(f"clips/clip_{k:02d}.wav", STYLES[k].prompt)
+        result["segments"] = [{**result["segments"][0], "rank": r + 1, "segment_id": r} for r in range(10)]
+        noisy = track[:n] + 0.05 * rng.standard_normal(n).astype(np.float32)  # generated clips are noisier
+        segments = [SegmentAudio(r, np.roll(tracks[r % 4], r * 997)[:n]) for r in range(10)]
+        clips.append(ClipReport(result, noisy, SR, segments))
+    page = write_html_report(tmp_path / "report.html", clips)
+    assert page.read_text(encoding="utf-8").count("<audio") == 44
+    assert page.stat().st_size < 1_000_000, page.stat().st_size
+
+
+def test_template_ships_as_package_data() -> None:
+    assert resources.files("tda_plugin").joinpath("templates", "report.html.j2").is_file()
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert "templates/*" in pyproject["tool"]["setuptools"]["package-data"]["tda_plugin"]
 
 
 def test_rejects_audio_for_unknown_segment(tmp_path: Path, clips: list[ClipReport]) -> None:

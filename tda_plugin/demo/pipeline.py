@@ -3,9 +3,10 @@
 Synthesise (or read) a credited catalogue -> take the shipped model of the toolkit's real architecture
 that was trained on it (or train one for a fixed number of steps: ``train=True``, a real catalogue, or
 a catalogue the shipped model was not trained on) -> build the attribution index -> generate clips
-with the toolkit's own generate call -> attribute each -> credits JSON beside each WAV, a table, one
-HTML report, with two separate figures at its top: how many clips sound like the prompted artist
-(an independent check, :mod:`tda_plugin.style_check`) and how many credit the prompted artist first.
+with the toolkit's own generate call -> attribute each -> credits beside each WAV (the sidecar sink) and
+in the credits ledger, a table, one HTML report (the code of ``tda report``), with two separate figures
+at its top: how many clips sound like the prompted artist (an independent check,
+:mod:`tda_plugin.style_check`) and how many credit the prompted artist first.
 Every step that already finished in ``out`` (catalogue, model, index) is reused on a rerun.
 """
 from __future__ import annotations
@@ -20,14 +21,15 @@ from typing import Any, Callable
 import numpy as np
 import soundfile as sf
 
-from ..atomic import atomic_path, write_json
+from ..atomic import atomic_path
 from ..attributor import AttributionResult, Attributor
 from ..catalog import read_catalog
 from ..errors import TdaError
 from ..index.builder import build_index
-from ..evaluation import segment_audio
-from ..report import ClipReport, SegmentAudio, write_html_report
+from ..report_files import build_report
 from ..settings import AttributeSettings, IndexSettings
+from ..sinks import SinkOptions, write_credits
+from ..sinks.ledger import default_ledger_path
 from ..style_check import StyleClassifier, StyleFit, style_fit
 from .synth import synthesise_catalogue
 
@@ -42,6 +44,8 @@ class DemoRun:
     styles_credited_first: int = 0
     #: the independent check: how many clips sound like the prompted artist (no model, no attribution)
     style_fit: StyleFit | None = None
+    #: the credits ledger the clips' credits were appended to
+    ledger: Path | None = None
 
 
 def _with_captions(corpus: Path, out: Path) -> Path:
@@ -128,7 +132,9 @@ AUDIOCRAFT_STEPS = (200, 1200)
 
 def run_demo(out: Path, *, corpus: Path | None = None, train: bool = False, clips: int = 8, seed: int = 0,
              device: str = "cpu", steps: int = 50, settings: AttributeSettings = AttributeSettings(),
-             adapter: str = "stable-audio", show: Callable[[AttributionResult], None] = lambda r: None) -> DemoRun:
+             adapter: str = "stable-audio", show: Callable[[AttributionResult], None] = lambda r: None,
+             ledger: Path | None = None) -> DemoRun:
+    """``ledger``: where the clips' credits are appended (default: the ledger `tda credits list` reads)."""
     if adapter not in DEMO_MODELS:
         raise TdaError(f"no demo for adapter {adapter!r} (available: {', '.join(DEMO_MODELS)})")
     out = Path(out)
@@ -148,8 +154,7 @@ def run_demo(out: Path, *, corpus: Path | None = None, train: bool = False, clip
     prompts = sorted({t.caption for t in tracks if t.caption})
     artist_of = {t.caption: t.artist for t in tracks}
     picks = [prompts[int(i * len(prompts) / clips) % len(prompts)] for i in range(clips)]  # spread over styles
-    run = DemoRun(out)
-    reports = []
+    run = DemoRun(out, ledger=Path(ledger) if ledger is not None else default_ledger_path())
     heard = []
     for i, prompt in enumerate(picks):
         clip_audio, result = demo.generate(attributor, prompt, i)
@@ -157,16 +162,16 @@ def run_demo(out: Path, *, corpus: Path | None = None, train: bool = False, clip
         result.query["path"] = str(wav.relative_to(out))
         _write_wav(wav, clip_audio, demo.adapter.sample_rate)
         heard.append((clip_audio, demo.adapter.sample_rate, artist_of[prompt]))
-        write_json(wav.with_suffix(".credits.json"), result.to_dict())
+        write_credits(result.to_dict(), wav, ("sidecar", "ledger"), SinkOptions(ledger=run.ledger))
         run.clips.append((wav, result))
         run.styles_credited_first += bool(result.artists and result.artists[0]["artist"] == artist_of[prompt])
         show(result)
-        reports.append(ClipReport(result.to_dict(), clip_audio.reshape(-1), demo.adapter.sample_rate,
-                                  [SegmentAudio(seg["segment_id"], segment_audio(attributor, seg["segment_id"]).mean(axis=0))
-                                   for seg in result.segments]))
     classifier = StyleClassifier.from_tracks(tracks, demo.adapter.sample_rate, attributor.index.meta.segment_samples)
-    run.style_fit = style_fit(classifier, heard)
-    run.report = write_html_report(out / "report.html", reports, title="tda-plugin demo: who made this music?")
+    run.style_fit = fit = style_fit(classifier, heard)
+    summary = [("The model's clips sound like the prompted artist (independent check)", f"{fit.hits} of {fit.total} clips"),
+               ("The prompted artist is credited first", f"{run.styles_credited_first} of {len(run.clips)} clips")]
+    run.report = build_report([wav for wav, r in run.clips if not r.vetoes], out / "report.html", index=out / "index",
+                              title="tda-plugin demo: who made this music?", summary=summary)
     return run
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -22,8 +22,9 @@ class Context:
     started: float = field(default_factory=time.monotonic)
 
     @classmethod
-    def open(cls, att: Attributor) -> "Context":
-        names = similarity_embedders()
+    def open(cls, att: Attributor, names: Sequence[str] | None = None) -> "Context":
+        """Embed the catalogue under ``names`` (default: every similarity embedder)."""
+        names = similarity_embedders() if names is None else list(names)
         embeddings = {}
         with task("embedding the catalogue", len(names)) as advance:
             for name in names:

@@ -14,6 +14,8 @@ class SinkOptions:
     ledger: Path | None = None
     #: credits written as readable text into audio tags (the full JSON always goes in too)
     tag_top: int = 5
+    #: replace an existing sidecar instead of keeping its results in the sidecar's history
+    overwrite: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
 

@@ -104,10 +104,14 @@ def _since(value: str) -> str:
 
 
 class Ledger:
-    """One open ledger file (created with its schema on first use)."""
+    """One open ledger file, created with its schema on first use unless ``create`` is False (readers:
+    listing a ledger that does not exist says so instead of leaving an empty database behind)."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, *, create: bool = True) -> None:
         self.path = Path(path) if path is not None else default_ledger_path()
+        if not create and not self.path.is_file():
+            raise TdaError(f"{self.path}: no credits ledger here (nothing has written one yet: "
+                           "`tda attribute --sink ledger` and `tda demo` do; --ledger or $TDA_LEDGER names another)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + BUSY_TIMEOUT_S
         while True:

@@ -1,0 +1,283 @@
+"""The attribution methods that the ground-truth experiments compare: a registry, name -> scores of every segment.
+
+A method maps a query (:class:`.retraining.Query`, encoded under the reference model) to a score for every
+segment of the index. A higher score says the segment helps the query more: training without it should raise
+the query's loss more. The LDS (:mod:`.lds`) sums a method's scores over each training subset; the
+counterfactual (:mod:`.counterfactual`) removes each method's top K. Adding a method is one line here (or in a
+plugin module imported before the experiment runs)::
+
+    register("unlearning:kv-raw", unlearning(AttributeSettings(UnlearnSettings(subset="cross_attn_kv", normalize="none"))))
+    register("das", my_output_change_score)          # fn(context, query) -> {segment id: score}
+
+Built in (``select`` drops those the index or model cannot serve, saying why):
+
+* ``unlearning`` — ``tda attribute``'s defaults; ``unlearning:<subset>:<normalize>`` — every parameter subset
+  and normalisation of :class:`~tda_plugin.settings.UnlearnSettings`. Exact scores of every segment through
+  :meth:`Attributor.attribute`, so whatever attribute does, this measures; two normalisations of one setting
+  share one unlearning pass (the raw loss change τ is kept per query and normalised twice);
+* ``first_order`` / ``first_order:none`` — the unprojected first-order score g_iᵀΔ / s_i (and g_iᵀΔ): one
+  per-segment gradient pass serves every query;
+* ``gradient_sketch`` — cosine between the index's sketch vectors and the sketch of the query's unlearning step
+  (what the prefilter ranks by; only for indexes built with that embedder);
+* ``similar:<embedder>`` — cosine similarity under every installed similarity embedder;
+* ``random`` — Gaussian scores seeded by the index seed and the query.
+"""
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import TdaError
+from ..fisher import named_parameters, segment_gradients
+from ..index.builder import segment_conditioning
+from ..progress import task
+from ..randomness import segment_stream
+from ..settings import SUBSETS, AttributeSettings, UnlearnSettings
+from .context import Context
+from .embeddings import query_embedding
+from .retraining import Query
+
+if TYPE_CHECKING:
+    from ..attributor import Attributor
+
+log = logging.getLogger(__name__)
+
+Scores = Mapping[int, float]
+OneQuery = Callable[[Context, Query], Scores]
+ManyQueries = Callable[[Context, Sequence[Query]], list[Scores]]
+#: None when the method can serve this context, else the reason it cannot
+Availability = Callable[[Context], "str | None"]
+
+
+def always(ctx: Context) -> str | None:
+    """The availability of a method that every index and model can serve."""
+    return None
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method. Exactly one of ``one`` (per query) and ``many`` (all queries at once) is set."""
+
+    name: str
+    one: OneQuery | None = None
+    many: ManyQueries | None = None
+    #: everything besides the name that changes the scores; part of the cache key of stored scores
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    available: Availability = always
+
+    @property
+    def cache_key(self) -> str:
+        blob = json.dumps(self.settings, sort_keys=True, default=str).encode()
+        return f"{self.name}@{hashlib.sha1(blob).hexdigest()[:10]}"
+
+    def score(self, ctx: Context, queries: Sequence[Query]) -> list[Scores]:
+        if self.many is not None:
+            return self.many(ctx, queries)
+        assert self.one is not None
+        return [self.one(ctx, q) for q in queries]
+
+
+REGISTRY: dict[str, Method] = {}
+
+
+def register(name: str, fn: OneQuery, *, settings: Mapping[str, Any] | None = None,
+             available: Availability | None = None) -> Method:
+    """Add (or replace) a per-query method: ``fn(context, query)`` returns a score for every segment id."""
+    REGISTRY[name] = Method(name, one=fn, settings=dict(settings or {}), available=available or always)
+    return REGISTRY[name]
+
+
+def register_many(name: str, fn: ManyQueries, *, settings: Mapping[str, Any] | None = None,
+                  available: Availability | None = None) -> Method:
+    """Add a method that scores all queries in one call (when one pass over the catalogue serves them all)."""
+    REGISTRY[name] = Method(name, many=fn, settings=dict(settings or {}), available=available or always)
+    return REGISTRY[name]
+
+
+def _candidates(similarity_names: Sequence[str]) -> list[Method]:
+    return list(REGISTRY.values()) + [similarity(e) for e in sorted(similarity_names) if f"similar:{e}" not in REGISTRY]
+
+
+def matching(patterns: Sequence[str]) -> list[str]:
+    """Names of the methods (registered, and ``similar:*`` for every installed similarity embedder) matching any
+    of the shell-style ``patterns``; what :func:`select` would try, before checking what the index can serve."""
+    from .embeddings import similarity_embedders
+
+    return [m.name for m in _candidates(similarity_embedders()) if any(fnmatch.fnmatchcase(m.name, p) for p in patterns)]
+
+
+def similarity_needed(patterns: Sequence[str]) -> list[str]:
+    """The similarity embedders whose ``similar:<name>`` methods match ``patterns`` (what the context must embed)."""
+    return [name.split(":", 1)[1] for name in matching(patterns) if name.startswith("similar:")
+            and (name not in REGISTRY)]
+
+
+def open_context(att: "Attributor", patterns: Sequence[str]) -> Context:
+    """A context that embeds the catalogue only under the embedders the selected methods use."""
+    return Context.open(att, similarity_needed(patterns))
+
+
+def select(ctx: Context, patterns: Sequence[str] = ("*",)) -> list[Method]:
+    """Methods whose names match any of the shell-style ``patterns``, in registry order, then ``similar:*``.
+
+    A method the context cannot serve is left out with a log line, unless it was asked for by its exact name
+    (then the reason is an error)."""
+    candidates = _candidates(list(ctx.embeddings))
+    chosen = []
+    for m in candidates:
+        if not any(fnmatch.fnmatchcase(m.name, p) for p in patterns):
+            continue
+        why = m.available(ctx)
+        if why is None:
+            chosen.append(m)
+        elif m.name in patterns:
+            raise TdaError(f"method {m.name!r} cannot run here: {why}")
+        else:
+            log.info("method %s left out: %s", m.name, why)
+    if not chosen:
+        raise TdaError(f"no method matches {', '.join(patterns)} (known: {', '.join(m.name for m in candidates)})")
+    return chosen
+
+
+def _ids(ctx: Context) -> list[int]:
+    return sorted(ctx.att.index.segments)
+
+
+# -- unlearning -----------------------------------------------------------------------------------------
+def unlearning(settings: AttributeSettings = AttributeSettings(), *, prompt: bool = True) -> OneQuery:
+    """Exact unlearning scores of every segment under ``settings`` (``prompt=False``: attributed without the
+    query's prompt). The raw loss change τ is kept in ``query.memo``, so settings that differ only in their
+    normalisation share one unlearning pass."""
+    raw = replace(settings, candidates="all", unlearn=replace(settings.unlearn, normalize="none"))
+
+    def score(ctx: Context, q: Query) -> Scores:
+        key = ("tau", raw, prompt)
+        if key not in q.memo:
+            q.memo[key] = ctx.att.attribute(q.audio, q.sample_rate, prompt=q.prompt if prompt else None, settings=raw,
+                                            path=q.name, seconds_start=q.seconds_start, seconds_total=q.seconds_total).scores
+        tau = q.memo[key]
+        ids = sorted(tau)
+        return dict(zip(ids, ctx.att.normalised(ids, torch.tensor([tau[i] for i in ids]), settings.unlearn).tolist()))
+
+    return score
+
+
+def _has_subset(subset: str) -> Availability:
+    return lambda ctx: None if subset in ctx.att.adapter.parameter_groups() else f"the model has no {subset!r} parameters"
+
+
+def register_unlearning(name: str, settings: AttributeSettings, *, prompt: bool = True) -> Method:
+    """Register an unlearning variant under ``name`` (its settings become part of the cache key)."""
+    return register(name, unlearning(settings, prompt=prompt), settings={"attribute": asdict(settings), "prompt": prompt},
+                    available=_has_subset(settings.unlearn.subset))
+
+
+# -- first order and the gradient sketch ------------------------------------------------------------------
+#: the unlearning step the first-order score and the sketch use: the blocks the index's sketch projects
+FIRST_ORDER_STEP = UnlearnSettings(subset="blocks")
+
+
+def _step(ctx: Context, q: Query) -> dict[str, torch.Tensor]:
+    key = ("step", FIRST_ORDER_STEP)
+    if key not in q.memo:
+        assert q.encoded is not None
+        names, delta, _, _ = ctx.att.forget(q.encoded, FIRST_ORDER_STEP)
+        q.memo[key] = dict(zip(names, delta))
+    return q.memo[key]
+
+
+def _first_order_products(ctx: Context, queries: Sequence[Query]) -> None:
+    """g_iᵀΔ_q for every segment i and query q into ``q.memo["first_order"]``: one gradient per segment."""
+    todo = [q for q in queries if "first_order" not in q.memo]
+    if not todo:
+        return
+    att, ids = ctx.att, _ids(ctx)
+    steps = [_step(ctx, q) for q in todo]
+    names = list(steps[0])
+    s = att.index.meta.settings
+    segs = [att.index.segments[i] for i in ids]
+    conds = [segment_conditioning(att.index.tracks[seg.track_id], seg) for seg in segs]
+    out = np.zeros((len(todo), len(ids)))
+    with task("first-order gradients", len(ids)) as advance:
+        grads = segment_gradients(att.adapter, named_parameters(att.adapter, names), att.index.gather(ids, "latents"),
+                                  conds, [segment_stream(i) for i in ids], seed=s["seed"], draws=s["draws"], advance=advance)
+        for j, grad in enumerate(grads):
+            for k, step in enumerate(steps):
+                out[k, j] = sum(float((g.double() * step[n].to(g.device).double()).sum()) for n, g in zip(names, grad))
+    for q, row in zip(todo, out):
+        q.memo["first_order"] = row
+
+
+def first_order(normalize: str) -> ManyQueries:
+    def score(ctx: Context, queries: Sequence[Query]) -> list[Scores]:
+        _first_order_products(ctx, queries)
+        ids = _ids(ctx)
+        un = replace(FIRST_ORDER_STEP, normalize=normalize)
+        return [dict(zip(ids, ctx.att.normalised(ids, torch.from_numpy(q.memo["first_order"]), un).tolist()))
+                for q in queries]
+
+    return score
+
+
+def _sketch_vectors(ctx: Context) -> np.ndarray:
+    """[N, d] normalised sketch vectors of the index, in segment-id order."""
+    import faiss
+
+    from ..index import vectors
+
+    index = ctx.att.index.vectors()
+    if vectors.describe(index) != "flat":
+        faiss.downcast_index(index.index).make_direct_map()
+    return vectors.normalise(np.stack([index.reconstruct(int(i)) for i in _ids(ctx)]))
+
+
+def gradient_sketch(ctx: Context, queries: Sequence[Query]) -> list[Scores]:
+    table, ids, out = _sketch_vectors(ctx), _ids(ctx), []
+    for q in queries:
+        assert q.encoded is not None
+        q.encoded.step = _step(ctx, q)
+        out.append(dict(zip(ids, (table @ ctx.att.query_vector(q.encoded, "gradient_sketch")[0]).tolist())))
+    return out
+
+
+def _sketched_index(ctx: Context) -> str | None:
+    from ..embedders import uses_gradients
+    from ..registry import get_embedder_spec
+
+    embedder = ctx.att.index.meta.settings["embedder"]
+    return None if uses_gradients(get_embedder_spec(embedder)) else f"the index's vectors are {embedder!r}, not a gradient sketch"
+
+
+# -- similarity and random ---------------------------------------------------------------------------------
+def similarity(embedder: str) -> Method:
+    """Cosine similarity to the query under ``embedder`` (an entry made for every installed similarity embedder)."""
+    def score(ctx: Context, q: Query) -> Scores:
+        assert q.encoded is not None
+        return dict(zip(_ids(ctx), (ctx.embeddings[embedder] @ query_embedding(ctx.att, embedder, q.encoded)).tolist()))
+
+    return Method(f"similar:{embedder}", one=score, settings={"embedder": embedder})
+
+
+def random_scores(ctx: Context, q: Query) -> Scores:
+    ids = _ids(ctx)
+    rng = np.random.default_rng([int(ctx.att.index.meta.settings["seed"]), int(q.key, 16) % 2**32])
+    return dict(zip(ids, rng.standard_normal(len(ids)).tolist()))
+
+
+register_unlearning("unlearning", AttributeSettings())
+for _subset in SUBSETS:
+    for _norm in ("self", "none"):
+        register_unlearning(f"unlearning:{_subset}:{_norm}", AttributeSettings(UnlearnSettings(subset=_subset, normalize=_norm)))
+register_many("first_order", first_order("self"), settings={"step": asdict(FIRST_ORDER_STEP)},
+              available=_has_subset(FIRST_ORDER_STEP.subset))
+register_many("first_order:none", first_order("none"), settings={"step": asdict(FIRST_ORDER_STEP)},
+              available=_has_subset(FIRST_ORDER_STEP.subset))
+register_many("gradient_sketch", gradient_sketch, settings={"step": asdict(FIRST_ORDER_STEP)}, available=_sketched_index)
+register("random", random_scores)

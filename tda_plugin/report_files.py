@@ -1,0 +1,84 @@
+"""The report of attributed audio files (``tda report``, and the demo's report.html).
+
+Everything comes from what attribution left behind: each file's credits from its tags or sidecar
+(:func:`tda_plugin.sinks.read.read_credits`), its audio, and, given the index it was attributed with,
+the audio of its top training segments. No model is loaded.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from . import audio as audio_io
+from .errors import IndexMismatchError, TdaError
+from .index.store import Index
+from .report import ClipReport, SegmentAudio, write_html_report
+from .sinks.read import read_credits
+
+#: what a folder given to ``tda report`` is searched for
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au")
+
+
+def audio_files(paths: Sequence[Path]) -> list[Path]:
+    """The files to report on: files as given, folders as the audio files directly inside them (sorted)."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+            if not found:
+                raise TdaError(f"{path}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder")
+            files += found
+        else:
+            files.append(path)
+    return files
+
+
+def segment_audio(index: Index, segment_id: int) -> np.ndarray:
+    """One training segment as the index cut it, mono at the index's sample rate."""
+    meta = index.meta
+    seg = index.segments[segment_id]
+    data, sr = audio_io.load(Path(index.tracks[seg.track_id].resolved))
+    data, _ = audio_io.conform(data, sr, meta.sample_rate, 1)
+    start = int(round(seg.start_s * meta.sample_rate))
+    return data[0, start:start + meta.segment_samples]
+
+
+def _label(path: Path, page: Path) -> str:
+    """The clip's name as seen from the page: relative to the page's folder when it lies below it."""
+    try:
+        return path.resolve().relative_to(page.resolve().parent).as_posix()
+    except ValueError:
+        return os.fspath(path)
+
+
+def clip_reports(paths: Sequence[Path], *, page: Path, index: Path | None = None) -> list[ClipReport]:
+    """One :class:`ClipReport` per attributed audio file; with ``index``, players for its top segments too."""
+    idx = Index(index) if index is not None else None
+    clips = []
+    for path in audio_files(paths):
+        result, _ = read_credits(path)
+        data, sr = audio_io.load(path)
+        segments: list[SegmentAudio] = []
+        if idx is not None:
+            fingerprint = str((result.get("model") or {}).get("fingerprint", ""))
+            if fingerprint != idx.meta.fingerprint:
+                raise IndexMismatchError(f"{path} was attributed with model {fingerprint[:12] or '(unknown)'}, but {index} "
+                                         f"is the index of model {idx.meta.fingerprint[:12]}; give the index it was attributed with")
+            segments = [SegmentAudio(int(s["segment_id"]), segment_audio(idx, int(s["segment_id"])))
+                        for s in result.get("segments") or []]
+        clips.append(ClipReport(result, data.mean(axis=0), sr, segments,
+                                segment_sample_rate=idx.meta.sample_rate if idx is not None else None,
+                                label=_label(path, page)))
+    return clips
+
+
+def build_report(paths: Sequence[Path], out: Path, *, index: Path | None = None,
+                 title: str = "tda-plugin attribution report", top: int = 10,
+                 summary: Sequence[tuple[str, str]] = (), audio_dir: Path | None = None) -> Path:
+    """Write the report of the attributed files ``paths`` (files or folders) to ``out``."""
+    out = Path(out)
+    clips = clip_reports(paths, page=out, index=index)
+    return write_html_report(out, clips, title=title, top=top, summary=summary, audio_dir=audio_dir)
