@@ -98,7 +98,8 @@ def test_conditioning_comes_from_the_command_line_the_csv_or_the_clip(clips: Pat
     bare = json.loads(r.stdout)
     assert bare["query"]["prompt"] is None and bare["query"]["seconds_total"] == pytest.approx(1.6)
     assert bare["query"]["conditioning_from"]["prompt"] == "default"
-    assert "c1.wav: no prompt" in r.stderr and "attributed unconditioned" in r.stderr
+    assert "c1.wav: no prompt" in r.stderr and "attributed on the model's null branch" in r.stderr
+    assert bare["method"]["conditioning"] == "unconditional"  # the JSON says which mode answered
 
 
 def test_csv_output_and_stdout_rules(clips: Path, tiny_index: Path) -> None:
