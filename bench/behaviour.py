@@ -55,16 +55,13 @@ def audiocraft_generated_check(att: Attributor, styles: dict[str, str], settings
 
 def stable_audio_generated_check(att: Attributor, styles: dict[str, str], settings: AttributeSettings,
                                  clips_per_style: int, steps: int) -> tuple[CheckOutcome, StyleFit]:
-    from tda_plugin.adapters.stable_audio_generation import generate_with_credits
+    from tda_plugin.adapters.stable_audio_demo import generate_clip
 
     seg = att.index.meta.segment_samples
     total = float(np.median([t.duration_s for t in att.index.tracks.values()]))  # timing as in training
 
     def generate(prompt: str, seed: int) -> np.ndarray:
-        latents, _ = generate_with_credits(att, settings=AttributeSettings(candidates=1), steps=steps, cfg_scale=3.0,
-                                           conditioning=[{"prompt": prompt, "seconds_start": 0, "seconds_total": total}],
-                                           batch_size=1, sample_size=seg, seed=seed, device="cpu", return_latents=True)
-        return att.adapter.decode(latents)[0].clamp(-1, 1).cpu().numpy()
+        return generate_clip(att.adapter, prompt, seconds_total=total, samples=seg, seed=seed, steps=steps)
 
     return generated_checks(att, styles, generate, settings, clips_per_style, seconds_total=total)
 
