@@ -1,28 +1,26 @@
-"""Behavioural checks on a briefly trained demo model (DESIGN.md, "Ground truth").
+"""Behavioural checks on the shipped demo model (DESIGN.md, "Ground truth").
 
-The model is the demo's (8 synthetic artists with distinct styles, stable-audio-tools' DiT), trained
-for a fixed number of steps so the outcome does not depend on machine speed. The thresholds are
-well above chance (1 in 72 segments, 1 in 24 tracks, 1 in 8 artists) and at or below the rates
-measured here. Generated clips are measured in bench/behaviour.py, not asserted: this model's
-generations are noise-like, so their credits say more about the model than the method
-(docs/method.md, "Measured on the demo").
+The model is the one `tda demo` uses: stable-audio-tools' DiT over a trained autoencoder, trained on
+the synthetic 8-artist catalogue for a fixed number of steps and shipped in the repository
+(adapters/stable_audio_demo_model/TRAINING.md), so the outcome does not depend on machine speed and
+no test trains it. Thresholds are at or below the rates bench/behaviour.py measured on this model
+(docs/evaluation.md) and far above chance (1 in 72 segments, 1 in 24 tracks, 1 in 8 artists).
 """
 from __future__ import annotations
-
 
 import numpy as np
 import pytest
 
 from tda_plugin import Attributor, AttributeSettings
 from tda_plugin.adapters.stable_audio import load
-from tda_plugin.adapters.stable_audio_demo import train_demo_model
+from tda_plugin.adapters.stable_audio_demo import generate_clip, shipped_model
 from tda_plugin.catalog import read_catalog
 from tda_plugin.demo.synth import synthesise_catalogue
 from tda_plugin.evaluation import add_noise, prompt_swap_check, segment_checks, spread_segments
 from tda_plugin.index.builder import build_index
 from tda_plugin.settings import IndexSettings
+from tda_plugin.style_check import StyleClassifier, style_fit
 
-TRAIN_STEPS = 800
 SETTINGS = AttributeSettings(candidates="all")
 
 
@@ -31,7 +29,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Attributor:
     root = tmp_path_factory.mktemp("behaviour")
     corpus = root / "catalogue"
     synthesise_catalogue(corpus, seed=0)
-    ckpt, cfg = train_demo_model(read_catalog(corpus), root / "model", minutes=60, max_steps=TRAIN_STEPS, seed=0)
+    shipped = shipped_model(read_catalog(corpus))
+    assert shipped is not None, "the shipped demo model was not trained on the demo catalogue of this checkout"
+    ckpt, cfg = shipped
     adapter = load(ckpt, model_config=cfg)
     build_index(corpus, root / "index", adapter, checkpoint=ckpt, model_config=cfg, settings=IndexSettings())
     return Attributor.from_index(root / "index", adapter=adapter)
@@ -40,13 +40,40 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Attributor:
 def test_segments_and_noisy_copies_find_their_source(trained: Attributor) -> None:
     ids = spread_segments(trained, 8)
     self_check, noisy = segment_checks(trained, ids, SETTINGS, {"self": None, "noise": add_noise})
-    # chance: rank 1 of 72 segments, source track first among 24 tracks
-    assert np.mean(self_check.ranks) <= 3.0
-    assert self_check.hits >= 5
-    assert noisy.hits >= 4
+    print(f"self {self_check.hits}/8, noisy {noisy.hits}/8")
+    assert self_check.hits >= 7 and noisy.hits >= 7
+
+
+def test_copies_without_a_prompt_find_their_source(trained: Attributor) -> None:
+    """A copy found in the wild has no prompt: attributed unconditionally, it still finds its source."""
+    ids = spread_segments(trained, 8)
+    self_check, noisy = segment_checks(trained, ids, SETTINGS, {"self": None, "noise": add_noise}, with_prompt=False)
+    print(f"self {self_check.hits}/8, noisy {noisy.hits}/8")
+    assert self_check.hits >= 7 and noisy.hits >= 7
 
 
 def test_credits_follow_the_audio_not_the_prompt(trained: Attributor) -> None:
     """A segment attributed with another style's prompt still credits its own artist (DESIGN.md's trap)."""
     audio_first, prompt_first = prompt_swap_check(trained, spread_segments(trained, 8), SETTINGS)
-    assert audio_first.hits >= 6 and prompt_first.hits <= 1
+    print(f"audio {audio_first.hits}/8, prompt {prompt_first.hits}/8")
+    assert audio_first.hits >= 7 and prompt_first.hits <= 1
+
+
+def test_generated_clips_sound_like_and_credit_the_prompted_artist(trained: Attributor) -> None:
+    """One clip per style: the independent check hears the prompted artist, and the credits name it."""
+    sr = trained.index.meta.sample_rate
+    styles = sorted({(t.caption, t.artist) for t in trained.index.tracks.values()})
+    total = float(np.median([t.duration_s for t in trained.index.tracks.values()]))
+    clips, credited = [], 0
+    for k, (prompt, artist) in enumerate(styles):
+        clip = generate_clip(trained.adapter, prompt, seconds_total=total, samples=trained.index.meta.segment_samples,
+                             seed=k)
+        clips.append((clip, sr, artist))
+        result = trained.attribute(clip, sr, prompt=prompt, settings=SETTINGS, seconds_total=total)
+        credited += bool(result.artists) and result.artists[0]["artist"] == artist
+    classifier = StyleClassifier.from_tracks(read_catalog(trained.index.path(trained.index.meta.corpus)), sr,
+                                             trained.index.meta.segment_samples)
+    fit = style_fit(classifier, clips)
+    print(f"style {fit.hits}/{fit.total}, credited {credited}/{len(styles)}")
+    assert fit.hits >= 7
+    assert credited >= 7
