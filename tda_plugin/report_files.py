@@ -54,8 +54,10 @@ def _label(path: Path, page: Path) -> str:
         return os.fspath(path)
 
 
-def clip_reports(paths: Sequence[Path], *, page: Path, index: Path | None = None) -> list[ClipReport]:
-    """One :class:`ClipReport` per attributed audio file; with ``index``, players for its top segments too."""
+def clip_reports(paths: Sequence[Path], *, page: Path, index: Path | None = None,
+                 segment_players: int | None = None) -> list[ClipReport]:
+    """One :class:`ClipReport` per attributed audio file; with ``index``, players for its top segments too
+    (the first ``segment_players`` of them, or all)."""
     idx = Index(index) if index is not None else None
     clips = []
     for path in audio_files(paths):
@@ -68,7 +70,7 @@ def clip_reports(paths: Sequence[Path], *, page: Path, index: Path | None = None
                 raise IndexMismatchError(f"{path} was attributed with model {fingerprint[:12] or '(unknown)'}, but {index} "
                                          f"is the index of model {idx.meta.fingerprint[:12]}; give the index it was attributed with")
             segments = [SegmentAudio(int(s["segment_id"]), segment_audio(idx, int(s["segment_id"])))
-                        for s in result.get("segments") or []]
+                        for s in (result.get("segments") or [])[:segment_players]]
         clips.append(ClipReport(result, data.mean(axis=0), sr, segments,
                                 segment_sample_rate=idx.meta.sample_rate if idx is not None else None,
                                 label=_label(path, page)))
@@ -77,8 +79,10 @@ def clip_reports(paths: Sequence[Path], *, page: Path, index: Path | None = None
 
 def build_report(paths: Sequence[Path], out: Path, *, index: Path | None = None,
                  title: str = "tda-plugin attribution report", top: int = 10,
-                 summary: Sequence[tuple[str, str]] = (), audio_dir: Path | None = None) -> Path:
-    """Write the report of the attributed files ``paths`` (files or folders) to ``out``."""
+                 summary: Sequence[tuple[str, str]] = (), audio_dir: Path | None = None,
+                 segment_players: int | None = None) -> Path:
+    """Write the report of the attributed files ``paths`` (files or folders) to ``out``; ``segment_players``
+    caps the players per clip for its top segments (None: one per segment its result lists)."""
     out = Path(out)
-    clips = clip_reports(paths, page=out, index=index)
+    clips = clip_reports(paths, page=out, index=index, segment_players=segment_players)
     return write_html_report(out, clips, title=title, top=top, summary=summary, audio_dir=audio_dir)

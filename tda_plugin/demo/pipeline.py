@@ -171,7 +171,8 @@ def run_demo(out: Path, *, corpus: Path | None = None, train: bool = False, clip
     summary = [("The model's clips sound like the prompted artist (independent check)", f"{fit.hits} of {fit.total} clips"),
                ("The prompted artist is credited first", f"{run.styles_credited_first} of {len(run.clips)} clips")]
     run.report = build_report([wav for wav, r in run.clips if not r.vetoes], out / "report.html", index=out / "index",
-                              title="tda-plugin demo: who made this music?", summary=summary)
+                              title="tda-plugin demo: who made this music?", summary=summary,
+                              segment_players=5)  # eight clips, top five segments each: a page under 1 MB
     return run
 
 
