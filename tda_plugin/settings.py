@@ -110,12 +110,13 @@ class AttributeSettings:
     #: candidates scored exactly: an int M (the prefilter's top M), a percentage of the catalogue ("5%"),
     #: or "all" (no prefilter). Default: the smallest measured share whose top-10 recall on the real
     #: catalogue kept a margin over 0.95 (0.97; 4 % gave 0.95) and that is over 20x faster than
-    #: scoring all at N = 20 000 (bench/prefilter_recall.py, bench/latency.py; docs/performance.md)
-    candidates: int | str = 256
+    #: scoring all at N = 20 000 (bench/prefilter_recall.py, bench/latency.py; docs/performance.md). A fixed M
+    #: (flat per-query cost) is offered but not the default: its recall at 5k-20k segments is not yet measured
+    candidates: int | str = "4.5%"
     #: of those candidates, how many get exact scores over all the index's draws: the best ``shortlist`` by a
     #: first pass over ``shortlist_draws`` of the draws (tda_plugin/shortlist.py); None: every candidate.
-    #: Never applies to ``candidates="all"``, which scores every segment over every draw. Off by default: a
-    #: few draws rank the candidates worse than the gradient sketch already does (docs/performance.md)
+    #: Never applies to ``candidates="all"``, which scores every segment over every draw. Off by default: its
+    #: recall against the exhaustive ranking has not been measured yet (bench/query_scaling.py measures it)
     shortlist: int | None = None
     #: draws of the first pass (spread over the timestep strata)
     shortlist_draws: int = 4
