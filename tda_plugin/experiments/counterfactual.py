@@ -45,8 +45,8 @@ from ..settings import IndexSettings, UnlearnSettings
 from .methods import matching, open_context, select
 from .metrics import mean_interval, paired_test
 from .outputs import markdown_table
-from .retraining import (LOSS_SEED_OFFSET, ModelCache, Query, catalogue_segments, encode, excluded_ranges,
-                         generated_queries, held_out_queries, measure_costs, median_cpu, query_loss)
+from .retraining import (LOSS_SEED_OFFSET, ModelCache, Query, catalogue_segments, excluded_ranges,
+                         experiment_queries, held_out_queries, measure_costs, median_cpu, query_loss)
 from .scores import ScoreStore, all_scores
 
 RANDOM = "random"
@@ -225,11 +225,8 @@ class Counterfactual:
 
     def _queries(self, att: Attributor) -> list[Query]:
         plan = self.plan
-        qs = generated_queries(self.cache.recipe, att, self.tracks, plan.queries, plan.seed, plan.out / "queries") \
-            if plan.queries else []
-        if plan.query_audio is not None:
-            qs += held_out_queries(plan.query_audio)
-        return [encode(att, q) for q in qs]
+        return experiment_queries(self.cache.recipe, att, self.tracks, generated=plan.queries, seed=plan.seed,
+                                  folder=plan.out / "queries", held_out=plan.query_audio)
 
     def _record_key(self, q: Query, use: Use, seed: int) -> str:
         method = use.method if use.r is None else f"{RANDOM}{use.r}"

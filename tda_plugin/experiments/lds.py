@@ -43,8 +43,8 @@ from ..settings import IndexSettings, UnlearnSettings
 from .methods import REGISTRY, open_context, select
 from .metrics import linear_datamodeling_score, mean_interval
 from .outputs import markdown_table
-from .retraining import (LOSS_SEED_OFFSET, ModelCache, Query, catalogue_segments, encode, excluded_ranges,
-                         generated_queries, held_out_queries, measure_costs, query_loss)
+from .retraining import (LOSS_SEED_OFFSET, ModelCache, Query, catalogue_segments, excluded_ranges,
+                         experiment_queries, held_out_queries, measure_costs, query_loss)
 from .scores import ScoreStore, all_scores
 
 
@@ -122,11 +122,8 @@ class Lds:
 
     def queries(self, att: Attributor) -> list[Query]:
         plan = self.plan
-        qs = generated_queries(self.cache.recipe, att, self.tracks, plan.queries, plan.seed, plan.out / "queries") \
-            if plan.queries else []
-        if plan.query_audio is not None:
-            qs += held_out_queries(plan.query_audio)
-        return [encode(att, q) for q in qs]
+        return experiment_queries(self.cache.recipe, att, self.tracks, generated=plan.queries, seed=plan.seed,
+                                  folder=plan.out / "queries", held_out=plan.query_audio)
 
     def subsets(self, att: Attributor) -> list[list[int]]:
         return random_subsets(sorted(att.index.segments), self.plan.subset_models, self.plan.alpha, self.plan.seed)

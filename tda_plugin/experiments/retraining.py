@@ -238,6 +238,15 @@ def held_out_queries(folder: Path) -> list[Query]:
     return out
 
 
+def experiment_queries(recipe: TrainingRecipe, att: Attributor, tracks: Sequence[Track], *, generated: int, seed: int,
+                       folder: Path, held_out: Path | None) -> list[Query]:
+    """An experiment's queries, encoded: ``generated`` clips of the reference model and the held-out audio."""
+    qs = generated_queries(recipe, att, tracks, generated, seed, folder) if generated else []
+    if held_out is not None:
+        qs += held_out_queries(held_out)
+    return [encode(att, q) for q in qs]
+
+
 def encode(att: Attributor, query: Query) -> Query:
     """Fill ``query.encoded`` (the reference's encoding, silence masked); the recipe never trains the encoder,
     so every retrained model scores this same encoding."""
