@@ -70,5 +70,7 @@ def test_index_without_unconditional_baselines_says_so(tmp_path: Path, tiny_mode
     att = Attributor.from_index(out)
     audio = np.asarray(sf.read(tiny_catalogue / "audio" / "t0.wav", dtype="float32")[0])
     with pytest.raises(TdaError, match="no unconditional baselines"):
-        att.attribute(audio, 8000, prompt=None, settings=AttributeSettings(candidates="all"))
+        att.attribute(audio, 8000, prompt=None, settings=AttributeSettings(candidates="all", conditioning="unconditional"))
+    # "auto" falls back to the empty prompt such an index does have (as for a model without a null branch)
+    assert att.attribute(audio, 8000, prompt=None, settings=AttributeSettings(candidates="all")).method["conditioning"] == "prompt"
     assert att.attribute(audio, 8000, prompt="low hum", settings=AttributeSettings(candidates="all")).method["conditioning"] == "prompt"
