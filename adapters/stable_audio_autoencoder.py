@@ -146,20 +146,21 @@ def autoencoder_for(tracks: Sequence[Track], *, sample_rate: int, known: Path | 
     """The autoencoder of this catalogue: from ``known`` (a demo checkpoint that records the catalogue's
     fingerprint), from the cache, or trained now and cached. Same catalogue and recipe: same weights."""
     key = fingerprint(tracks, sample_rate, recipe)
-    if known is not None and known.is_file() and _metadata(known).get("autoencoder_fingerprint") == key:
-        meta = _metadata(known)
+    meta = checkpoint_metadata(known) if known is not None and known.is_file() else {}
+    if meta.get("autoencoder_fingerprint") == key:
         state = {k[len(PREFIX):]: v for k, v in load_file(str(known)).items() if k.startswith(PREFIX)}
         return json.loads(meta["autoencoder_config"]), state, float(meta["latent_scale"])
     path = cache_dir() / f"{key}.safetensors"
     if path.is_file():
-        meta = _metadata(path)
+        meta = checkpoint_metadata(path)
         return json.loads(meta["config"]), load_file(str(path)), float(meta["latent_scale"])
     config, state, scale = train(tracks, sample_rate=sample_rate, recipe=recipe)
     write_tensors(path, state, {"config": json.dumps(config), "latent_scale": repr(scale), "fingerprint": key})
     return config, state, scale
 
 
-def _metadata(path: Path) -> dict[str, str]:
+def checkpoint_metadata(path: Path) -> dict[str, str]:
+    """A safetensors file's metadata (what a checkpoint records about how it was made)."""
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as fh:

@@ -194,10 +194,7 @@ def shipped_model(tracks: list[Track], *, seed: int = 0) -> tuple[Path, Path] | 
     ckpt = SHIPPED / "model.safetensors"
     if not ckpt.is_file():
         return None
-    from safetensors import safe_open
-
-    with safe_open(str(ckpt), "pt") as fh:
-        meta = fh.metadata() or {}
+    meta = autoencoder.checkpoint_metadata(ckpt)
     key = autoencoder.fingerprint(tracks, int(json.loads((SHIPPED / "model_config.json").read_text())["sample_rate"]))
     ours = meta.get("autoencoder_fingerprint") == key and meta.get("seed") == str(seed) and meta.get("steps") == str(DIT_STEPS)
     return (ckpt, SHIPPED / "model_config.json") if ours else None

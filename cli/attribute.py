@@ -202,8 +202,9 @@ def _announce(attributor: Any, clips: list[Clip], settings: AttributeSettings, e
     returns each clip's estimate."""
     meta = attributor.index.meta
     for clip in clips:
+        kind = settings.resolved_conditioning(clip.prompt, attributor.index.has_unconditional)
         if clip.prompt is None and settings.conditioning != "unconditional":
-            how = "on the model's null branch" if settings.conditioning == "auto" else "under an empty prompt"
+            how = "on the model's null branch" if kind == "unconditional" else "under an empty prompt"
             where = "none stored with the clip" if "prompt" in clip.sources else "no --prompt, no --prompts row, none stored with the clip"
             say("warning:", "yellow", f"{clip.path}: no prompt ({where}); attributed {how}. A prompted clip's "
                                       "credits depend on its prompt: pass the one it was generated with if you know it")

@@ -307,9 +307,7 @@ class Attributor:
         meta = self.index.meta
         seed, draws = meta.settings["seed"], meta.settings["draws"]
         un = settings.unlearn
-        kind = settings.resolved_conditioning(prompt)
-        if kind == "unconditional" and settings.conditioning == "auto" and not self.index.has_unconditional:
-            kind = "prompt"  # a model without a null branch (e.g. MultiBandDiffusion): the empty prompt it has
+        kind = settings.resolved_conditioning(prompt, self.index.has_unconditional)
         if kind == "unconditional" and not self.index.has_unconditional:
             raise TdaError(f"{self.index.root} has no unconditional baselines, so a clip without a prompt cannot be "
                            "attributed with it: pass the prompt it was generated with, --conditioning prompt to score it "

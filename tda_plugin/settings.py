@@ -143,10 +143,11 @@ class AttributeSettings:
         if (self.shortlist is not None and self.shortlist < 1) or self.shortlist_draws < 1:
             raise TdaError("the shortlist and its first-pass draws must be at least 1")
 
-    def resolved_conditioning(self, prompt: str | None) -> Literal["prompt", "unconditional"]:
-        """The conditioning that answers a query with (or without) ``prompt``."""
+    def resolved_conditioning(self, prompt: str | None, null_branch: bool = True) -> Literal["prompt", "unconditional"]:
+        """The conditioning that answers a query with (or without) ``prompt``; ``null_branch``: whether the index
+        has null-branch baselines (without them, "auto" answers a prompt-less query under the empty prompt)."""
         if self.conditioning == "auto":
-            return "prompt" if prompt else "unconditional"
+            return "prompt" if prompt or not null_branch else "unconditional"
         return self.conditioning
 
     def candidate_count(self, n: int) -> int:

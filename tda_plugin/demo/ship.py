@@ -39,7 +39,6 @@ def ship(out: Path = SHIPPED, *, seed: int = 0) -> Path:
 
 def write_training_note(out: Path, *, seed: int, seconds: float, fingerprint: str) -> Path:
     """TRAINING.md: how the shipped weights were made, so anyone can make them again."""
-    recipe = {k: v for k, v in autoencoder.RECIPE.items()}
     text = f"""# The shipped demo model
 
 `model.safetensors` + `model_config.json`: a stable-audio-tools `diffusion_cond` DiT over a trained Oobleck
@@ -49,7 +48,7 @@ tests that need a trained model use. Made with:
 
     make demo-model        # = .venv/bin/python -m tda_plugin.demo.ship
 
-- autoencoder: {json.dumps(recipe)}
+- autoencoder: {json.dumps(autoencoder.RECIPE)}
 - DiT: {DIT_STEPS} steps, batch 8, 2 draws per crop, AdamW lr 1e-3 (100-step warm-up), gradient clip 1.0,
   classifier-free-guidance dropout 0.1, seed {seed}
 - catalogue fingerprint (tracks + sample rate + autoencoder recipe): `{fingerprint}`; the checkpoint's
