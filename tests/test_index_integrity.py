@@ -133,6 +133,10 @@ def test_a_moved_project_folder_still_attributes(tmp_path: Path, tiny_model: tup
     r = runner.invoke(app, ["attribute", *args])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["status"] == "ok"
+    from tda_plugin.experiments.lds import Lds, Plan
+
+    lds = Lds(Plan(moved / "index", tmp_path / "lds"))  # `tda eval lds INDEX` finds the catalogue the same way
+    assert lds.corpus == (moved / "catalogue").resolve() and len(lds.tracks) == len(list((moved / "catalogue" / "audio").iterdir()))
 
     alone = tmp_path / "alone"
     shutil.move(str(moved / "index"), str(alone))

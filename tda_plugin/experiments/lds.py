@@ -36,6 +36,7 @@ from ..atomic import write_json
 from ..attributor import Attributor
 from ..catalog import read_catalog
 from ..errors import TdaError
+from ..index.paths import resolve
 from ..index.store import read_meta
 from ..progress import task
 from ..registry import get_adapter_spec
@@ -102,7 +103,7 @@ class Lds:
         self.plan = plan
         if plan.is_index:
             meta = read_meta(plan.target)
-            self.corpus = Path(meta.corpus)
+            self.corpus = resolve(meta.corpus, Path(plan.target), meta.origin or None)
             self.spec = get_adapter_spec(plan.adapter or meta.adapter)
         else:
             self.corpus = Path(plan.target)
