@@ -62,6 +62,22 @@ def points(grid: dict[str, list[Any]], base: UnlearnSettings = UnlearnSettings()
     return out
 
 
+def register_points(grid: list[Setting]) -> list[str]:
+    """Register each point as an unlearning method ``grid:<axis=value,...>`` (for the LDS and the counterfactual,
+    which compare methods); their names, in grid order. ``mask_score`` is a self-influence axis only."""
+    from ..settings import AttributeSettings
+    from .methods import register_unlearning
+
+    if any(p.mask_score for p in grid):
+        raise TdaError("mask_score is an axis of `tda eval grid` only; leave it out of this grid")
+    names = []
+    for p in grid:
+        name = "grid:" + (",".join(f"{k}={v}" for k, v in p.label.items()) or "default")
+        register_unlearning(name, AttributeSettings(p.unlearn))
+        names.append(name)
+    return names
+
+
 def consistency(runs: list[SelfInfluence], k: int) -> dict[str, np.ndarray]:
     """[P, P] matrices of the mean (over targets) Spearman, Kendall and top-k overlap between points."""
     n = len(runs)

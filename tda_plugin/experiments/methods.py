@@ -271,7 +271,15 @@ def random_scores(ctx: Context, q: Query) -> Scores:
     return dict(zip(ids, rng.standard_normal(len(ids)).tolist()))
 
 
+def _null_branch(ctx: Context) -> str | None:
+    return None if ctx.att.index.has_unconditional else "the index has no null-branch baselines (built with --no-unconditional)"
+
+
 register_unlearning("unlearning", AttributeSettings())
+#: the mode a copy found without a prompt is answered in: query and segments both on the null branch
+register("unlearning:unconditional", unlearning(AttributeSettings(conditioning="unconditional"), prompt=False),
+         settings={"attribute": asdict(AttributeSettings(conditioning="unconditional")), "prompt": False},
+         available=_null_branch)
 for _subset in SUBSETS:
     for _norm in ("self", "none"):
         register_unlearning(f"unlearning:{_subset}:{_norm}", AttributeSettings(UnlearnSettings(subset=_subset, normalize=_norm)))
