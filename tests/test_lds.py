@@ -130,13 +130,15 @@ def test_lds_end_to_end_then_reused_from_the_index(tmp_path: Path, tiny_recipe, 
 
     grid = tmp_path / "grid.toml"
     grid.write_text("unlearn_draws = [2, 4]\nrelative_step = [1e-3]\n")
+    (tmp_path / "steps.toml").write_text("steps = [2]\nunlearn_draws = [2]\n")
     try:  # grid points join the methods; the subset models and their losses are reused
-        with_grid = _invoke(["eval", "lds", str(index), *common[:-10], "--method", "random", "--grid", str(grid)])
+        with_grid = _invoke(["eval", "lds", str(index), *common[:-10], "--method", "random", "--grid", str(grid),
+                             "--grid", str(tmp_path / "steps.toml")])
     finally:
         for name in [n for n in methods.REGISTRY if n.startswith("grid:")]:
             methods.REGISTRY.pop(name)
     assert set(with_grid["summary"]) == {"random", "grid:relative_step=0.001,unlearn_draws=2",
-                                         "grid:relative_step=0.001,unlearn_draws=4"}
+                                         "grid:relative_step=0.001,unlearn_draws=4", "grid:steps=2,unlearn_draws=2"}
     assert with_grid["losses"] == doc["losses"] and with_grid["per_query"]["random"] == doc["per_query"]["random"]
     assert [t for t in tiny_recipe.trained if str(tmp_path / "models") in str(t["out"])] == trained
     grid.write_text("mask_score = [true]\n")
