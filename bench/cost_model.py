@@ -76,17 +76,17 @@ def sao_flops(draws: int, unlearn_draws: int, sketch_dim: int) -> dict:
             "sketch": float(sketch), "unlearn_gradient": grad[False] / draws * unlearn_draws}
 
 
-def model(f: dict, n: int, *, candidates: int, shortlist: int, first_draws: int, default_fraction: float,
+def model(f: dict, n: int, *, candidates: int, shortlist: int, first_draws: int, default: AttributeSettings,
           utilisation: dict[str, float], search_s: float) -> dict:
     d = f["draws"]
     build = {"fast": n * (f["encode"] + f["gradient"] + f["sketch"]),
              "reference": n * (f["encode"] + d * f["forward_row"] + f["gradient_recompute"] + f["sketch"])
              + 64 * f["gradient_recompute"]}
     fixed = f["encode"] + f["unlearn_gradient"] + f["sketch"]
-    m_prev = math.ceil(default_fraction * n)
+    m_default = default.candidate_count(n)
     query = {f"fixed M = {candidates}, shortlist {shortlist} (an option: recall at this N unmeasured)":
              fixed + (candidates * first_draws + shortlist * (d - first_draws)) * f["forward_row"],
-             f"default ({100 * default_fraction:g} % of N = {m_prev:,} candidates)": fixed + m_prev * d * f["forward_row"],
+             f"default ({default.candidates} of N = {m_default:,} candidates)": fixed + m_default * d * f["forward_row"],
              "--candidates all": fixed + n * d * f["forward_row"]}
     out: dict = {"flop": {"build": build, "query": query}, "seconds": {}}
     for precision, u in utilisation.items():
@@ -120,7 +120,7 @@ def main() -> None:
            "settings": {"candidates": args.candidates, "shortlist": args.shortlist, "first_draws": args.first_draws,
                         "unlearn_draws": args.unlearn_draws},
            "model": model(f, args.segments, candidates=args.candidates, shortlist=args.shortlist,
-                          first_draws=args.first_draws, default_fraction=float(str(AttributeSettings().candidates).rstrip('%')) / 100, utilisation=util, search_s=args.search_s),
+                          first_draws=args.first_draws, default=AttributeSettings(), utilisation=util, search_s=args.search_s),
            "references_s": {"choi_unlearning_step_1xH100": CHOI_UNLEARN_STEP_H100,
                             "choi_loss_pass_115k_tracks_8xH100": CHOI_LOSS_PASS_8XH100_115K,
                             "wang_query_118k_items_1xA100": WANG_QUERY_A100_118K, "dtrak_query": DTRAK_QUERY},

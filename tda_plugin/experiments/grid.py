@@ -72,7 +72,7 @@ def register_points(grid: list[Setting]) -> list[str]:
         raise TdaError("mask_score is an axis of `tda eval grid` only; leave it out of this grid")
     names = []
     for p in grid:
-        name = "grid:" + (",".join(f"{k}={v}" for k, v in p.label.items()) or "default")
+        name = "grid:" + label(p.label).replace(", ", ",")
         register_unlearning(name, AttributeSettings(p.unlearn))
         names.append(name)
     return names

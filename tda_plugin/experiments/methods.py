@@ -174,9 +174,17 @@ def _has_subset(subset: str) -> Availability:
 
 
 def register_unlearning(name: str, settings: AttributeSettings, *, prompt: bool = True) -> Method:
-    """Register an unlearning variant under ``name`` (its settings become part of the cache key)."""
+    """Register an unlearning variant under ``name`` (its settings become part of the cache key); one scored on
+    the null branch needs an index with null-branch baselines."""
+    has_subset = _has_subset(settings.unlearn.subset)
+
+    def available(ctx: Context) -> str | None:
+        if settings.conditioning == "unconditional" and not ctx.att.index.has_unconditional:
+            return "the index has no null-branch baselines (built with --no-unconditional)"
+        return has_subset(ctx)
+
     return register(name, unlearning(settings, prompt=prompt), settings={"attribute": asdict(settings), "prompt": prompt},
-                    available=_has_subset(settings.unlearn.subset))
+                    available=available)
 
 
 # -- first order and the gradient sketch ------------------------------------------------------------------
@@ -271,15 +279,9 @@ def random_scores(ctx: Context, q: Query) -> Scores:
     return dict(zip(ids, rng.standard_normal(len(ids)).tolist()))
 
 
-def _null_branch(ctx: Context) -> str | None:
-    return None if ctx.att.index.has_unconditional else "the index has no null-branch baselines (built with --no-unconditional)"
-
-
 register_unlearning("unlearning", AttributeSettings())
 #: the mode a copy found without a prompt is answered in: query and segments both on the null branch
-register("unlearning:unconditional", unlearning(AttributeSettings(conditioning="unconditional"), prompt=False),
-         settings={"attribute": asdict(AttributeSettings(conditioning="unconditional")), "prompt": False},
-         available=_null_branch)
+register_unlearning("unlearning:unconditional", AttributeSettings(conditioning="unconditional"), prompt=False)
 for _subset in SUBSETS:
     for _norm in ("self", "none"):
         register_unlearning(f"unlearning:{_subset}:{_norm}", AttributeSettings(UnlearnSettings(subset=_subset, normalize=_norm)))
