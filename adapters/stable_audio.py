@@ -266,16 +266,14 @@ class StableAudioAdapter:
                     inputs[key] = inputs[key] * keep[:, None, None].to(inputs[key].dtype)
         return inputs
 
-    def loss(self, encoded: torch.Tensor, cond: dict[str, Any], draws: Draws, mask: torch.Tensor | None = None,
-             cfg_dropout: float = 0.0) -> torch.Tensor:
-        """Per-(sample, draw) MSE of the objective's target, as in DiffusionCondTrainingWrapper.
-
-        ``cfg_dropout`` is for training only (the demo); measurement always uses 0.
-        """
-        b, d = encoded.shape[0], draws.count
+    def _forward(self, encoded: torch.Tensor, cond: dict[str, Any], draws: Draws,
+                 cfg_dropout: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the DiT's output, the objective's target), [B·D, C, T] each, for every (sample, draw) as
+        DiffusionCondTrainingWrapper noises them; what :meth:`loss` compares and :meth:`prediction` returns."""
+        d = draws.count
         dev = self.device
         x0 = encoded.to(dev, torch.float32)
-        t = self.timesteps(draws.quantiles, x0.shape[-1]).to(dev).repeat(b)
+        t = self.timesteps(draws.quantiles, x0.shape[-1]).to(dev).repeat(x0.shape[0])
         noise = draws.normal(x0.shape[1:]).to(dev).flatten(0, 1)
         x = x0.repeat_interleave(d, dim=0)
         if self.objective == "v":
@@ -287,13 +285,30 @@ class StableAudioAdapter:
         targets = noise * alphas - x * sigmas if self.objective == "v" else noise - x
         extra = {} if self.activation_checkpointing or not self._checkpointed else {"use_checkpointing": False}
         out = self.model.model(noised, t, **self._inputs(cond, d), cfg_dropout_prob=cfg_dropout, **extra)
-        err = (out.float() - targets).pow(2)
+        return out.float(), targets
+
+    def loss(self, encoded: torch.Tensor, cond: dict[str, Any], draws: Draws, mask: torch.Tensor | None = None,
+             cfg_dropout: float = 0.0) -> torch.Tensor:
+        """Per-(sample, draw) MSE of the objective's target, as in DiffusionCondTrainingWrapper.
+
+        ``cfg_dropout`` is for training only (the demo); measurement always uses 0.
+        """
+        b, d = encoded.shape[0], draws.count
+        out, targets = self._forward(encoded, cond, draws, cfg_dropout)
+        err = (out - targets).pow(2)
         if mask is None:
             per = err.mean(dim=(1, 2))
         else:
-            m = mask.to(dev, torch.float32).repeat_interleave(d, dim=0)[:, None, :]
+            m = mask.to(self.device, torch.float32).repeat_interleave(d, dim=0)[:, None, :]
             per = (err * m).sum(dim=(1, 2)) / (m.sum(dim=(1, 2)) * err.shape[1]).clamp_min(1.0)
         return per.reshape(b, d)
+
+    @torch.no_grad()
+    def prediction(self, encoded: torch.Tensor, cond: dict[str, Any], draws: Draws) -> torch.Tensor:
+        """The DiT's output [B, D, C, T] under the same draws as :meth:`loss` (v or velocity): what a
+        DAS-style score compares before and after unlearning."""
+        out, _ = self._forward(encoded, cond, draws)
+        return out.reshape(encoded.shape[0], draws.count, *out.shape[1:])
 
     @torch.no_grad()
     def features(self, encoded: torch.Tensor, cond: dict[str, Any], draws: Draws) -> torch.Tensor:

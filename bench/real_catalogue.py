@@ -45,9 +45,10 @@ def main() -> None:
             continue  # shorter than skip + excerpt
         name = f"audio/track_{k:03d}.wav"
         sf.write(cat / name, data, sr)
-        kept.append({**{f: row[f] for f in ("title", "artist", "license")}, "path": name, "source": row["path"]})
+        kept.append({**{f: row[f] for f in ("title", "artist", "license")}, "path": name, "source": row["path"],
+                     "caption": f"music by {row['artist']}"})
     with (cat / "tracks.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["path", "title", "artist", "license", "source"])
+        w = csv.DictWriter(fh, fieldnames=["path", "title", "artist", "license", "caption", "source"])
         w.writeheader()
         w.writerows(kept)
     made, listed = 0, []

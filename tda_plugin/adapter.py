@@ -13,6 +13,10 @@ samples in the batch. Masked-out frames (padding, silence) do not contribute.
 Token models (audiocraft) encode to integer codes [B, K, T]; the core only stores, slices and passes
 them back. Such an adapter may also offer ``continuous(encoded) -> [B, C, T] float`` (the codes'
 embeddings), which the ``latent_stats`` embedder uses instead of the raw representation.
+
+An adapter may also offer ``prediction(encoded, cond, draws) -> [B, D, ...] float``: the network's output
+under the same draws as :meth:`ModelAdapter.loss` (what the objective compares with its target). The
+output-change score (``tda eval``'s ``output_change``, after DAS) needs it; diffusion adapters offer it.
 """
 from __future__ import annotations
 

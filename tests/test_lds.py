@@ -160,3 +160,29 @@ def test_lds_estimate_only_and_errors(tmp_path: Path, tiny_recipe) -> None:  # n
     missing = runner.invoke(app, ["eval", "lds", str(corpus), "--out", str(tmp_path / "o"), "--adapter", NAME,
                                   "--query-audio", str(tmp_path), "--queries", "0", "--estimate-only"])
     assert missing.exit_code == 3 and "queries.csv" in missing.output
+
+
+def test_output_change_is_the_squared_change_of_the_output_second_order_in_the_step(tiny_index: Path,
+                                                                                  tiny_catalogue: Path) -> None:
+    """The DAS-style score is ||JΔ||² to leading order: ×4 for a step twice as large, ×¼ for one half as large."""
+    from tda_plugin import Attributor
+    from tda_plugin.audio import load as load_audio
+    from tda_plugin.experiments.context import Context
+    from tda_plugin.experiments.retraining import Query, encode
+
+    from .conftest import SEGMENT, SR
+
+    att = Attributor.from_index(tiny_index)
+    data, _ = load_audio(tiny_catalogue / "audio" / "t1.wav")
+    query = encode(att, Query("t1", "held-out", data[:, :SEGMENT], SR, "high beep"))
+    _, _, alpha, _ = att.forget(query.encoded, UnlearnSettings(unlearn_draws=2))
+
+    def scores(a: float) -> np.ndarray:
+        fresh = Query("t1", "held-out", query.audio, SR, query.prompt, encoded=query.encoded)
+        got = methods.output_change(UnlearnSettings(alpha=a, unlearn_draws=2))(Context(att, {}), [fresh])[0]
+        return np.array([got[i] for i in sorted(got)])
+
+    half, one, two = scores(alpha / 2), scores(alpha), scores(2 * alpha)
+    assert one.shape == (len(att.index.segments),) and (one > 0).all()
+    assert np.allclose(two / one, 4.0, rtol=0.02) and np.allclose(half / one, 0.25, rtol=0.02)
+    assert "output_change" in methods.matching(["output_change"])

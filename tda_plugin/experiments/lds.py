@@ -170,6 +170,9 @@ class Lds:
              queries * passes * costs.unlearning(n, UnlearnSettings.unlearn_draws, draws) + costs.gradient_pass(n)),
             (f"query losses: {queries} queries × {plan.subset_models * plan.seeds} models",
              queries * plan.subset_models * plan.seeds * costs.segment_forward * plan.loss_draws / draws)]
+        if any(fnmatch.fnmatchcase("output_change", p) for p in plan.methods):
+            lines.append((f"output change: {queries + 1} forward passes over the catalogue",
+                          (queries + 1) * n * costs.segment_forward))
         return lines
 
     # -- run -----------------------------------------------------------------------------------------------

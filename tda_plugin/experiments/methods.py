@@ -7,7 +7,7 @@ counterfactual (:mod:`.counterfactual`) removes each method's top K. Adding a me
 plugin module imported before the experiment runs)::
 
     register("unlearning:kv-raw", unlearning(AttributeSettings(UnlearnSettings(subset="cross_attn_kv", normalize="none"))))
-    register("das", my_output_change_score)          # fn(context, query) -> {segment id: score}
+    register("my-score", my_score)                   # fn(context, query) -> {segment id: score}
 
 Built in (``select`` drops those the index or model cannot serve, saying why):
 
@@ -19,6 +19,8 @@ Built in (``select`` drops those the index or model cannot serve, saying why):
   per-segment gradient pass serves every query;
 * ``gradient_sketch`` — cosine between the index's sketch vectors and the sketch of the query's unlearning step
   (what the prefilter ranks by; only for indexes built with that embedder);
+* ``output_change`` — the mean squared change of the network's output on each segment under the query's
+  unlearning step (after DAS; adapters that offer ``prediction``);
 * ``similar:<embedder>`` — cosine similarity under every installed similarity embedder;
 * ``random`` — Gaussian scores seeded by the index seed and the query.
 """
@@ -38,8 +40,9 @@ from ..errors import TdaError
 from ..fisher import named_parameters, segment_gradients
 from ..index.builder import segment_conditioning
 from ..progress import task
-from ..randomness import segment_stream
+from ..randomness import make_draws, segment_stream
 from ..settings import SUBSETS, AttributeSettings, UnlearnSettings
+from ..unlearn import applied
 from .context import Context
 from .embeddings import query_embedding
 from .retraining import Query
@@ -192,11 +195,12 @@ def register_unlearning(name: str, settings: AttributeSettings, *, prompt: bool 
 FIRST_ORDER_STEP = UnlearnSettings(subset="blocks")
 
 
-def _step(ctx: Context, q: Query) -> dict[str, torch.Tensor]:
-    key = ("step", FIRST_ORDER_STEP)
+def _step(ctx: Context, q: Query, un: UnlearnSettings = FIRST_ORDER_STEP) -> dict[str, torch.Tensor]:
+    """The query's unlearning step Δ under ``un`` (parameter name -> tensor), taken once per query."""
+    key = ("step", un)
     if key not in q.memo:
         assert q.encoded is not None
-        names, delta, _, _ = ctx.att.forget(q.encoded, FIRST_ORDER_STEP)
+        names, delta, _, _ = ctx.att.forget(q.encoded, un)
         q.memo[key] = dict(zip(names, delta))
     return q.memo[key]
 
@@ -263,6 +267,44 @@ def _sketched_index(ctx: Context) -> str | None:
     return None if uses_gradients(get_embedder_spec(embedder)) else f"the index's vectors are {embedder!r}, not a gradient sketch"
 
 
+# -- the output change (after DAS) -------------------------------------------------------------------------
+def output_change(un: UnlearnSettings = UnlearnSettings()) -> ManyQueries:
+    """Mean squared change of the network's *output* on each segment (its own cached draws) under the query's
+    unlearning step, instead of the change of its loss. DAS (Lin et al., ICLR 2025) argues that the output,
+    not the loss, is what a training example changes in a diffusion model; the loss change mixes the output
+    change with its alignment to the target. One forward per segment batch before the step serves every
+    query; then one per query after it."""
+    def score(ctx: Context, queries: Sequence[Query]) -> list[Scores]:
+        att, ids = ctx.att, _ids(ctx)
+        steps = [_step(ctx, q, un) for q in queries]
+        names = list(steps[0])
+        params = named_parameters(att.adapter, names)
+        s = att.index.meta.settings
+        out = np.zeros((len(queries), len(ids)))
+        batch = max(1, 64 // int(s["draws"]))
+        with task("output change", len(ids)) as advance:
+            for start in range(0, len(ids), batch):
+                chunk = ids[start:start + batch]
+                segs = [att.index.segments[i] for i in chunk]
+                cond = att.adapter.condition([segment_conditioning(att.index.tracks[g.track_id], g) for g in segs])
+                encoded = att.index.gather(chunk, "latents")
+                draws = make_draws(s["seed"], [segment_stream(i) for i in chunk], s["draws"])
+                before = att.adapter.prediction(encoded, cond, draws)
+                for k, step in enumerate(steps):
+                    with applied(params, [step[n] for n in names]):
+                        after = att.adapter.prediction(encoded, cond, draws)
+                    out[k, start:start + len(chunk)] = (after - before).double().pow(2).flatten(1).mean(dim=1).cpu().numpy()
+                advance(len(chunk))
+        return [dict(zip(ids, row.tolist())) for row in out]
+
+    return score
+
+
+def _has_prediction(ctx: Context) -> str | None:
+    return None if callable(getattr(ctx.att.adapter, "prediction", None)) else \
+        f"the {ctx.att.adapter.name} adapter offers no prediction() (the network's output)"
+
+
 # -- similarity and random ---------------------------------------------------------------------------------
 def similarity(embedder: str) -> Method:
     """Cosine similarity to the query under ``embedder`` (an entry made for every installed similarity embedder)."""
@@ -290,4 +332,5 @@ register_many("first_order", first_order("self"), settings={"step": asdict(FIRST
 register_many("first_order:none", first_order("none"), settings={"step": asdict(FIRST_ORDER_STEP)},
               available=_has_subset(FIRST_ORDER_STEP.subset))
 register_many("gradient_sketch", gradient_sketch, settings={"step": asdict(FIRST_ORDER_STEP)}, available=_sketched_index)
+register_many("output_change", output_change(), settings={"step": asdict(UnlearnSettings())}, available=_has_prediction)
 register("random", random_scores)
