@@ -41,6 +41,7 @@ from ..fisher import named_parameters, segment_gradients
 from ..index.builder import segment_conditioning
 from ..progress import task
 from ..randomness import make_draws, segment_stream
+from ..scoring import segments_per_batch
 from ..settings import SUBSETS, AttributeSettings, UnlearnSettings
 from ..unlearn import applied
 from .context import Context
@@ -281,7 +282,7 @@ def output_change(un: UnlearnSettings = UnlearnSettings()) -> ManyQueries:
         params = named_parameters(att.adapter, names)
         s = att.index.meta.settings
         out = np.zeros((len(queries), len(ids)))
-        batch = max(1, 64 // int(s["draws"]))
+        batch = segments_per_batch(64, int(s["draws"]))
         with task("output change", len(ids)) as advance:
             for start in range(0, len(ids), batch):
                 chunk = ids[start:start + batch]
