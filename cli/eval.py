@@ -157,6 +157,7 @@ def counterfactual(
 ) -> None:
     """Retrain without each method's top-K segments (and K random ones): does the query's loss rise, beyond the noise?"""
     from tda_plugin.experiments.counterfactual import Counterfactual, Plan, render
+    from tda_plugin.experiments.methods import check_patterns
     from tda_plugin.experiments.retraining import announce
 
     try:
@@ -165,6 +166,7 @@ def counterfactual(
         raise typer.BadParameter("comma-separated integers, e.g. 2,8") from None
     plan = Plan(corpus, out_dir, adapter, queries, ks, steps, seed, draws, seeds, random_sets, query_audio, finetune_steps,
                 loss_draws, tuple(method or ("unlearning", "similar:*")), regenerate, cache)
+    check_patterns(plan.methods)
     run = Counterfactual(plan)
     announce("counterfactual evaluation", run.estimate())
     if estimate_only:
@@ -197,11 +199,13 @@ def lds(
     """Linear datamodeling score: how well each method's scores predict the query's loss under models trained on subsets."""
     from tda_plugin.experiments.grid import points, read_grid, register_points
     from tda_plugin.experiments.lds import Lds, Plan, render
+    from tda_plugin.experiments.methods import check_patterns
     from tda_plugin.experiments.retraining import announce
 
     patterns = tuple(method or ("*",)) + tuple(name for g in grid_files or () for name in register_points(points(read_grid(g))))
     plan = Plan(target, out_dir, cache, adapter, subset_models, alpha, seeds, steps, seed, draws, loss_draws, queries,
                 query_audio, patterns)
+    check_patterns(patterns)
     run = Lds(plan)
     announce("LDS evaluation", run.estimate())
     if estimate_only:

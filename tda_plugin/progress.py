@@ -3,9 +3,11 @@
 The library only reports: ``with stage("score", total=n) as advance: ... advance(k)``. Whoever runs it
 decides whether anything is drawn. The CLI opens one :func:`display` for a whole command (only when
 stderr is a terminal), so stages of successive clips reuse one live area instead of printing a bar each.
-Without a display, a stage draws its own bar when stderr is a terminal (Python API in a shell) and
-nothing otherwise. Every stage's wall time is logged at INFO (``tda -v``), so a log shows where the time
-went even when nothing is drawn. ``TDA_NO_PROGRESS=1`` turns all drawing off.
+Without a display, a stage draws its own bar when stderr is a terminal (Python API in a shell). When stderr
+is a file or a pipe (a batch job, ``nohup``, a cluster scheduler's log), a counted stage instead writes one
+plain line at most every ``TDA_PROGRESS_EVERY`` seconds (default 60): done/total, elapsed and time left, so
+an hour-long training under a scheduler is not silent until it ends, and short stages print nothing. Every
+stage's wall time is logged at INFO (``tda -v``). ``TDA_NO_PROGRESS=1`` turns all of it off.
 """
 from __future__ import annotations
 
@@ -50,6 +52,30 @@ def _progress(console: Console) -> Progress:
 def enabled_for(console: Console) -> bool:
     """Draw only on a terminal, and never when ``TDA_NO_PROGRESS`` is set."""
     return console.is_terminal and not os.environ.get("TDA_NO_PROGRESS")
+
+
+def _line_interval() -> float | None:
+    """Seconds between plain progress lines when stderr is no terminal; None: no lines."""
+    if os.environ.get("TDA_NO_PROGRESS") or stderr.is_terminal:
+        return None
+    return float(os.environ.get("TDA_PROGRESS_EVERY", "60"))
+
+
+def _lines(description: str, total: int, every: float, t0: float) -> Advance:
+    """``advance`` for a counted stage logged as plain lines (see the module docstring)."""
+    state = {"done": 0, "last": t0}
+
+    def advance(n: int = 1) -> None:
+        state["done"] += n
+        now = time.monotonic()
+        if now - state["last"] < every:
+            return
+        state["last"] = now
+        done, elapsed = state["done"], now - t0
+        left = elapsed * (total - done) / done if done else 0.0
+        stderr.print(f"{description}: {done}/{total} ({100 * done / total:.0f} %), {duration(elapsed)} elapsed, "
+                     f"about {duration(left)} left", soft_wrap=True)
+    return advance
 
 
 _active: Progress | None = None
@@ -135,8 +161,14 @@ def stage(name: str, total: int | None = None) -> Iterator[Advance]:
         own.start()
     bar = _active or own
     tid = bar.add_task(description, total=total) if bar is not None else None
+    every = _line_interval() if bar is None and total else None
     try:
-        yield (lambda n=1: bar.advance(tid, n)) if bar is not None and tid is not None else (lambda n=1: None)
+        if bar is not None and tid is not None:
+            yield lambda n=1: bar.advance(tid, n)
+        elif every is not None and total:
+            yield _lines(description, total, every, t0)
+        else:
+            yield lambda n=1: None
     finally:
         if bar is not None and tid is not None:
             bar.remove_task(tid)

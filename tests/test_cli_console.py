@@ -96,3 +96,35 @@ def test_a_full_disk_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     r = runner.invoke(app, ["credits", "export", "--out", str(tmp_path / "out.csv")])
     assert r.exit_code == 3 and r.stderr.count("\n") == 1
     assert r.stderr.startswith("error: no space left on the device writing") and "rerun" in r.stderr
+
+
+def test_long_stages_write_progress_lines_when_stderr_is_a_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a batch scheduler (stderr a file) a counted stage reports done/total and time left as plain lines,
+    paced by TDA_PROGRESS_EVERY; TDA_NO_PROGRESS silences them; open-ended stages never write lines."""
+    import io
+
+    from rich.console import Console
+
+    from tda_plugin import progress
+
+    log = io.StringIO()
+    monkeypatch.setattr(progress, "stderr", Console(file=log, force_terminal=False, width=200))
+    monkeypatch.delenv("TDA_NO_PROGRESS", raising=False)
+    monkeypatch.setenv("TDA_PROGRESS_EVERY", "0")
+    with progress.stage("training the autoencoder (4 steps)", total=4) as advance:
+        for _ in range(4):
+            advance(1)
+    with progress.stage("loading the model") as advance:
+        advance(1)
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 4 and lines[-1].startswith("training the autoencoder (4 steps): 4/4 (100 %), ")
+    assert "1/4 (25 %)" in lines[0] and lines[0].endswith(" left")
+
+    monkeypatch.setenv("TDA_PROGRESS_EVERY", "3600")  # paced: nothing within the hour
+    with progress.stage("scoring", total=2) as advance:
+        advance(2)
+    monkeypatch.setenv("TDA_PROGRESS_EVERY", "0")
+    monkeypatch.setenv("TDA_NO_PROGRESS", "1")
+    with progress.stage("scoring", total=2) as advance:
+        advance(2)
+    assert len(log.getvalue().splitlines()) == 4

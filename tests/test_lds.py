@@ -160,6 +160,12 @@ def test_lds_estimate_only_and_errors(tmp_path: Path, tiny_recipe) -> None:  # n
     missing = runner.invoke(app, ["eval", "lds", str(corpus), "--out", str(tmp_path / "o"), "--adapter", NAME,
                                   "--query-audio", str(tmp_path), "--queries", "0", "--estimate-only"])
     assert missing.exit_code == 3 and "queries.csv" in missing.output
+    probes = len(tiny_recipe.trained)
+    for command in ("lds", "counterfactual"):  # a misspelt method fails before any estimate or training
+        typo = runner.invoke(app, ["eval", command, str(corpus), "--out", str(tmp_path / "o"), "--adapter", NAME,
+                                   "--method", "unlearning", "--method", "simlar:*", "--estimate-only"])
+        assert typo.exit_code == 3 and "'simlar:*'" in typo.output and "known: unlearning" in typo.output, typo.output
+    assert len(tiny_recipe.trained) == probes
 
 
 def test_output_change_is_the_squared_change_of_the_output_second_order_in_the_step(tiny_index: Path,

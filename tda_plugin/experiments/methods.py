@@ -117,6 +117,16 @@ def matching(patterns: Sequence[str]) -> list[str]:
     return [m.name for m in _candidates(similarity_embedders()) if any(fnmatch.fnmatchcase(m.name, p) for p in patterns)]
 
 
+def check_patterns(patterns: Sequence[str]) -> None:
+    """Fail at once on a ``--method`` pattern that names no method (a typo), before any estimate or training."""
+    from .embeddings import similarity_embedders
+
+    known = [m.name for m in _candidates(similarity_embedders())]
+    unknown = [p for p in patterns if not any(fnmatch.fnmatchcase(name, p) for name in known)]
+    if unknown:
+        raise TdaError(f"no method matches {', '.join(map(repr, unknown))} (known: {', '.join(known)})")
+
+
 def similarity_needed(patterns: Sequence[str]) -> list[str]:
     """The similarity embedders whose ``similar:<name>`` methods match ``patterns`` (what the context must embed)."""
     return [name.split(":", 1)[1] for name in matching(patterns) if name.startswith("similar:")
