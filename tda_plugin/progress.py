@@ -165,7 +165,7 @@ def stage(name: str, total: int | None = None) -> Iterator[Advance]:
     try:
         if bar is not None and tid is not None:
             yield lambda n=1: bar.advance(tid, n)
-        elif every is not None and total:
+        elif every is not None:
             yield _lines(description, total, every, t0)
         else:
             yield lambda n=1: None

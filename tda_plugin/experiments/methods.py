@@ -112,16 +112,19 @@ def _candidates(similarity_names: Sequence[str]) -> list[Method]:
 def matching(patterns: Sequence[str]) -> list[str]:
     """Names of the methods (registered, and ``similar:*`` for every installed similarity embedder) matching any
     of the shell-style ``patterns``; what :func:`select` would try, before checking what the index can serve."""
+    return [name for name in _known_names() if any(fnmatch.fnmatchcase(name, p) for p in patterns)]
+
+
+def _known_names() -> list[str]:
+    """Every method name a pattern may match: the registry's and ``similar:*`` of each installed embedder."""
     from .embeddings import similarity_embedders
 
-    return [m.name for m in _candidates(similarity_embedders()) if any(fnmatch.fnmatchcase(m.name, p) for p in patterns)]
+    return [m.name for m in _candidates(similarity_embedders())]
 
 
 def check_patterns(patterns: Sequence[str]) -> None:
     """Fail at once on a ``--method`` pattern that names no method (a typo), before any estimate or training."""
-    from .embeddings import similarity_embedders
-
-    known = [m.name for m in _candidates(similarity_embedders())]
+    known = _known_names()
     unknown = [p for p in patterns if not any(fnmatch.fnmatchcase(name, p) for name in known)]
     if unknown:
         raise TdaError(f"no method matches {', '.join(map(repr, unknown))} (known: {', '.join(known)})")
