@@ -1,7 +1,8 @@
 """Behavioural rates on the demo's trained model: self-rank, planted copies, prompt swap, generated clips.
 
     python bench/behaviour.py --demo-dir demo-out [--queries 24] [--clips-per-style 2] [--no-prompt] [--empty-prompt]
-                              [--conditioning auto] [--subset blocks] [--only-swap] [--name behaviour]
+                              [--conditioning auto] [--subset blocks] [--query-timesteps 0:1] [--only-swap]
+                              [--name behaviour]
 
 Needs a finished `tda demo --out DIR [--adapter audiocraft]` (model/, catalogue/, index/); the adapter
 is the index's. Writes bench/results/NAME.json and NAME.md (the rates, with the settings and the wall time).
@@ -79,11 +80,15 @@ def main() -> None:
     ap.add_argument("--empty-prompt", action="store_true", help="also probe those copies under an empty prompt (the old way)")
     ap.add_argument("--conditioning", default=AttributeSettings.conditioning, help="auto, prompt or unconditional")
     ap.add_argument("--only-swap", action="store_true", help="self and prompt-swap checks only")
+    ap.add_argument("--query-timesteps", default="0:1",
+                    help="lo:hi, the quantile range of training timesteps the clip's loss is forgotten over")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     t0 = time.monotonic()
     att = Attributor.from_index(args.demo_dir / "index")
-    settings = AttributeSettings(UnlearnSettings(subset=args.subset), candidates="all", conditioning=args.conditioning)
+    span = tuple(float(v) for v in args.query_timesteps.split(":"))
+    settings = AttributeSettings(UnlearnSettings(subset=args.subset, query_timesteps=span), candidates="all",
+                                 conditioning=args.conditioning)
     ids = spread_segments(att, args.queries)
     transforms = {"self: segment ranks itself first": None}
     if not args.only_swap:

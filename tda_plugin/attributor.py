@@ -225,6 +225,7 @@ class Attributor:
         names = groups[un.subset]
         q_streams = [query_stream(w) for w in range(len(query.conditioning))]
         q_draws = make_draws(meta.settings["seed"] + 1, q_streams, un.unlearn_draws)  # the query is not a training segment
+        q_draws = q_draws.within(*un.query_timesteps)
         damping = float(meta.settings.get("damping", 0.1)) if un.damping is None else un.damping
         delta, alpha, relative_step = unlearning_delta(
             self.adapter, names, self.fisher, query.encoded, self.adapter.condition(query.conditioning), q_draws,

@@ -8,7 +8,7 @@ and stratified over (0, 1) so that a few draws cover the whole noise schedule.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import torch
@@ -58,6 +58,13 @@ class Draws:
                 else:
                     out[i, j] = torch.rand(tuple(shape), generator=gen)
         return out
+
+    def within(self, lo: float, hi: float) -> "Draws":
+        """The same draws with their quantiles mapped into [lo, hi] (still one per stratum): the loss under
+        only part of the timestep distribution. Noise is unchanged; (0, 1) returns the draws themselves."""
+        if (lo, hi) == (0.0, 1.0):
+            return self
+        return replace(self, quantiles=(lo + (hi - lo) * self.quantiles).to(torch.float32))
 
     def normal(self, shape: Sequence[int]) -> torch.Tensor:
         """Standard normal noise of shape [B, D, *shape] (on CPU; move it to the model's device)."""

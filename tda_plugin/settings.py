@@ -77,6 +77,12 @@ class UnlearnSettings:
     ewc: float = 1.0
     #: mask silent frames (and padding) out of the query loss
     mask_silence: bool = True
+    #: (lo, hi): while forgetting, the query's draws take their shared quantiles from this range only (still one
+    #: per stratum): for diffusion adapters a quantile range of the training timestep distribution (higher:
+    #: noisier); adapters that read the quantiles otherwise (a codebook level, a diffusion step) are restricted
+    #: alike. (0, 1) is the training objective itself and the default: the upper half measured worse on every
+    #: behaviour check (docs/evaluation.md)
+    query_timesteps: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
         if self.mode not in ("newton", "ascent"):
@@ -95,6 +101,14 @@ class UnlearnSettings:
             raise TdaError(f"unknown normalisation {self.normalize!r} (self or none)")
         if self.mode == "newton" and self.steps != 1:
             raise TdaError("the Newton step is a single step; use --mode ascent for several steps")
+        try:
+            lo, hi = (float(v) for v in self.query_timesteps)
+        except (TypeError, ValueError):
+            lo, hi = 1.0, 0.0
+        if not 0 <= lo < hi <= 1:
+            raise TdaError(f"query timesteps must be a quantile range (lo, hi) with 0 <= lo < hi <= 1, "
+                           f"not {self.query_timesteps!r}")
+        object.__setattr__(self, "query_timesteps", (lo, hi))  # a TOML or JSON list becomes the tuple
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -60,6 +60,10 @@ def test_grid_file_axes_and_points(tmp_path: Path) -> None:
     assert {(p.label["subset"], p.unlearn.mode, p.unlearn.steps, p.unlearn.mask_silence) for p in pts} == {
         ("blocks", "newton", 1, False), ("blocks", "ascent", 3, False),
         ("cross_attn_kv", "newton", 1, False), ("cross_attn_kv", "ascent", 3, False)}
+    f.write_text('query_timesteps = [0.5, 1]\n')  # a lone range is one point
+    assert [p.unlearn.query_timesteps for p in points(read_grid(f))] == [(0.5, 1.0)]
+    f.write_text('query_timesteps = [[0, 1], [0.5, 1]]\n')
+    assert [p.unlearn.query_timesteps for p in points(read_grid(f))] == [(0.0, 1.0), (0.5, 1.0)]
     f.write_text('subset = ["blocks"]\nlearning_rate = [1]\n')
     with pytest.raises(TdaError, match="learning_rate"):
         read_grid(f)
@@ -169,7 +173,7 @@ def test_counterfactual_end_to_end_from_scratch_then_fine_tuned(tmp_path: Path, 
               str(_held_out(tmp_path / "held")), "--k", "1,2", "--seeds", "2", "--random-sets", "2", "--steps", "2",
               "--draws", "2", "--loss-draws", "2", "--method", "similar:latent_stats", "--method", "first_order"]
     out = tmp_path / "cf"
-    doc = _run(["eval", "counterfactual", str(corpus), "--out", str(out), *common])
+    doc = _run(["eval", "counterfactual", str(corpus), "--out", str(out), *common, "--finetune-steps", "0"])
     methods = {"first_order", "random", "similar:latent_stats"}
     assert set(doc["summary"]) == methods and all(set(v) == {"1", "2"} for v in doc["summary"].values())
     for r in doc["runs"]:
@@ -190,6 +194,26 @@ def test_counterfactual_end_to_end_from_scratch_then_fine_tuned(tmp_path: Path, 
     assert new and all(t["init"] is not None and t["steps"] == 2 for t in new)
     assert {r["method"] for r in tuned["runs"]} == methods and tuned["plan"]["finetune_steps"] == 2
     assert all(r["regime"].startswith("finetune-2") for r in tuned["runs"])
+
+
+def test_a_recipe_that_cannot_fine_tune_fails_before_any_training(tmp_path: Path, tiny_recipe,  # noqa: F811
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fine-tuning is the counterfactual's default; a recipe whose train() takes no ``init`` is told at once."""
+    from dataclasses import replace
+
+    from tda_plugin.experiments import counterfactual
+    from tda_plugin.registry import get_adapter_spec
+
+    from .conftest import write_catalogue
+
+    spec = get_adapter_spec(NAME)
+    from_scratch_only = replace(spec.recipe, train=lambda tracks, out_dir, *, seed, steps, exclude: None)
+    monkeypatch.setattr(counterfactual, "get_adapter_spec", lambda name: replace(spec, recipe=from_scratch_only))
+    corpus = write_catalogue(tmp_path / "cat", n_tracks=2, seconds=2.1)
+    with pytest.raises(TdaError, match="--finetune-steps 0"):
+        counterfactual.Counterfactual(counterfactual.Plan(corpus, tmp_path / "cf", NAME, queries=1))
+    counterfactual.Counterfactual(counterfactual.Plan(corpus, tmp_path / "cf", NAME, queries=1, finetune_steps=0))
+    assert not tiny_recipe.trained
 
 
 def test_retraining_without_nothing_reproduces_the_model(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from tda_plugin import Attributor, AttributeSettings, IndexSettings, UnlearnSettings
 from tda_plugin.adapters.stable_audio import load
 from tda_plugin.audio import load as load_audio
+from tda_plugin.errors import TdaError
 from tda_plugin.index import builder
 from tda_plugin.index.builder import build_index
 from tda_plugin.index.store import Index
@@ -111,6 +112,23 @@ def test_ascent_mode_and_subsets(tiny_index: Path, tiny_catalogue: Path) -> None
         assert any(v != 0 for v in result.scores.values())
         assert 0 < result.method["relative_step"] < 0.1
         assert result.method["subset"] == un.subset and result.method["mode"] == un.mode
+
+
+def test_query_timesteps_change_only_the_forgetting(tiny_index: Path, tiny_catalogue: Path) -> None:
+    """(0, 1) is the default objective bit for bit; a narrower range moves the step, and is validated."""
+    from dataclasses import replace
+
+    att = Attributor.from_index(tiny_index)
+    ranked = {}
+    for span in ((0.0, 1.0), (0.5, 1.0)):
+        settings = replace(SMALL, unlearn=replace(SMALL.unlearn, query_timesteps=span))
+        ranked[span] = att.attribute(_query(tiny_catalogue), SR, prompt="high beep", settings=settings).scores
+    assert ranked[(0.0, 1.0)] == att.attribute(_query(tiny_catalogue), SR, prompt="high beep", settings=SMALL).scores
+    assert ranked[(0.5, 1.0)] != ranked[(0.0, 1.0)]
+    assert UnlearnSettings(query_timesteps=[0.2, 0.9]).query_timesteps == (0.2, 0.9)
+    for bad in ((0.5, 0.5), (-0.1, 1.0), (0.0, 2.0), (1.0,)):
+        with pytest.raises(TdaError, match="query timesteps"):
+            UnlearnSettings(query_timesteps=bad)
 
 
 def test_parameters_restored_after_attribution(tiny_index: Path, tiny_catalogue: Path) -> None:

@@ -165,6 +165,12 @@ def test_lds_estimate_only_and_errors(tmp_path: Path, tiny_recipe) -> None:  # n
         typo = runner.invoke(app, ["eval", command, str(corpus), "--out", str(tmp_path / "o"), "--adapter", NAME,
                                    "--method", "unlearning", "--method", "simlar:*", "--estimate-only"])
         assert typo.exit_code == 3 and "'simlar:*'" in typo.output and "known: unlearning" in typo.output, typo.output
+    from tda_plugin.errors import TdaError
+    from tda_plugin.experiments import counterfactual, lds
+
+    for plan in (lds.Plan, counterfactual.Plan):  # the same check for Python API users, at the plan
+        with pytest.raises(TdaError, match="simlar"):
+            plan(corpus, tmp_path / "o", methods=("simlar:*",))
     assert len(tiny_recipe.trained) == probes
 
 

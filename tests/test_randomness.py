@@ -30,3 +30,11 @@ def test_global_rng_is_untouched() -> None:
     torch.manual_seed(5)
     make_draws(0, ["x", "y"], 3).normal((10,))
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_draws_within_a_quantile_range_keep_their_noise_and_strata() -> None:
+    full = make_draws(3, ["query/window/0"], 8)
+    upper = full.within(0.5, 1.0)
+    assert full.within(0.0, 1.0) is full
+    assert torch.equal(upper.normal((4,)), full.normal((4,)))  # the same noise, other timesteps
+    assert torch.equal(((upper.quantiles - 0.5) * 16).floor().long(), torch.arange(8))  # one per stratum of [0.5, 1]

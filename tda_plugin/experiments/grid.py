@@ -8,6 +8,7 @@ A grid file (TOML) lists values per axis; every combination is a point:
     relative_step = [1e-4, 1e-3]      # step size as rms(Δ)/rms(θ)
     steps = [1, 4]                    # 1: the Newton step; >1: ascent with the EWC penalty
     unlearn_draws = [16, 64]          # draws averaged for the clip's gradient
+    query_timesteps = [[0, 1], [0.5, 1]]  # quantile range of the timesteps of the clip's loss
 
 Each point gets the self-influence figures over the same targets; between points we report how
 consistent the scores are (Spearman and Kendall rank correlation, top-k overlap, averaged over the
@@ -31,7 +32,7 @@ from .context import Context
 from .outputs import markdown_table
 from .self_influence import SelfInfluence, Setting, label, render, run_points
 
-AXES = ("subset", "mask_silence", "mask_score", "relative_step", "steps", "unlearn_draws")
+AXES = ("subset", "mask_silence", "mask_score", "relative_step", "steps", "unlearn_draws", "query_timesteps")
 
 
 def read_grid(path: Path) -> dict[str, list[Any]]:
@@ -43,10 +44,17 @@ def read_grid(path: Path) -> dict[str, list[Any]]:
     unknown = sorted(set(raw) - set(AXES))
     if unknown:
         raise TdaError(f"{path}: unknown grid axes {', '.join(unknown)} (known: {', '.join(AXES)})")
-    grid = {axis: raw[axis] if isinstance(raw[axis], list) else [raw[axis]] for axis in AXES if axis in raw}
+    grid = {axis: _values(axis, raw[axis]) for axis in AXES if axis in raw}
     if any(not values for values in grid.values()):
         raise TdaError(f"{path}: every grid axis needs at least one value")
     return grid
+
+
+def _values(axis: str, value: Any) -> list[Any]:
+    """An axis's list of values; a lone value stands for itself (a lone range, for ``query_timesteps``)."""
+    single = not isinstance(value, list) or (axis == "query_timesteps" and not any(isinstance(v, list) for v in value))
+    values = [value] if single else value
+    return [tuple(v) for v in values] if axis == "query_timesteps" else values
 
 
 def points(grid: dict[str, list[Any]], base: UnlearnSettings = UnlearnSettings()) -> list[Setting]:

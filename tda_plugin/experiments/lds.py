@@ -41,7 +41,7 @@ from ..index.store import read_meta
 from ..progress import task
 from ..registry import get_adapter_spec
 from ..settings import IndexSettings, UnlearnSettings
-from .methods import REGISTRY, open_context, select
+from .methods import REGISTRY, check_patterns, open_context, select
 from .metrics import linear_datamodeling_score, mean_interval
 from .outputs import markdown_table
 from .retraining import (LOSS_SEED_OFFSET, ModelCache, Query, catalogue_segments, excluded_ranges,
@@ -79,6 +79,7 @@ class Plan:
             raise TdaError("need at least 3 subset models, 1 seed, 1 training step and 1 loss draw")
         if self.queries < 0 or (self.queries == 0 and self.query_audio is None):
             raise TdaError("give generated queries (--queries N), held-out audio (--query-audio DIR), or both")
+        check_patterns(self.methods)
 
     @property
     def is_index(self) -> bool:

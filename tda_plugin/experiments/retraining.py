@@ -54,6 +54,13 @@ def recipe_of(spec: AdapterSpec) -> TrainingRecipe:
     return spec.recipe
 
 
+def can_fine_tune(recipe: TrainingRecipe) -> bool:
+    """Whether the recipe's ``train`` takes ``init`` (the contract lets recipes that cannot fine-tune leave it
+    out): asked before a fine-tuning run, so such a recipe fails at once and not in its first training."""
+    params = inspect.signature(recipe.train).parameters.values()
+    return any(p.name == "init" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
 def _digest(obj: Any) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
