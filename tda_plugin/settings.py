@@ -111,7 +111,8 @@ class UnlearnSettings:
         object.__setattr__(self, "query_timesteps", (lo, hi))  # a TOML or JSON list becomes the tuple
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON's types (the range as a list), so that a result read back from its JSON equals the result."""
+        return asdict(self) | {"query_timesteps": list(self.query_timesteps)}
 
 
 @dataclass(frozen=True)
