@@ -1,7 +1,8 @@
 """Behavioural rates on the demo's trained model: self-rank, planted copies, prompt swap, generated clips.
 
     python bench/behaviour.py --demo-dir demo-out [--queries 24] [--clips-per-style 2] [--no-prompt] [--empty-prompt]
-                              [--conditioning auto] [--subset blocks] [--query-timesteps 0:1] [--only-swap]
+                              [--conditioning auto] [--subset blocks] [--query-timesteps 0:1] [--query-transpose 0]
+                              [--only-swap]
                               [--name behaviour]
 
 Needs a finished `tda demo --out DIR [--adapter audiocraft]` (model/, catalogue/, index/); the adapter
@@ -27,7 +28,7 @@ import torch
 from tda_plugin import Attributor, AttributeSettings
 from tda_plugin.settings import UnlearnSettings
 from tda_plugin.evaluation import (CheckOutcome, add_noise, generated_checks, hub, pitch_shift, prompt_swap_check,
-                                   segment_checks, spread_segments)
+                                   latent_neighbour_checks, segment_checks, spread_segments)
 from tda_plugin.style_check import StyleFit
 
 
@@ -82,19 +83,25 @@ def main() -> None:
     ap.add_argument("--only-swap", action="store_true", help="self and prompt-swap checks only")
     ap.add_argument("--query-timesteps", default="0:1",
                     help="lo:hi, the quantile range of training timesteps the clip's loss is forgotten over")
+    ap.add_argument("--track-credit", default=AttributeSettings.track_credit, help="sum or max (the credits' rule)")
+    ap.add_argument("--query-transpose", default="0",
+                    help="comma-separated semitone shifts of the clip forgotten together with it (e.g. -1,0,1)")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     t0 = time.monotonic()
     att = Attributor.from_index(args.demo_dir / "index")
     span = tuple(float(v) for v in args.query_timesteps.split(":"))
-    settings = AttributeSettings(UnlearnSettings(subset=args.subset, query_timesteps=span), candidates="all",
-                                 conditioning=args.conditioning)
+    shifts = tuple(float(v) for v in args.query_transpose.split(","))
+    settings = AttributeSettings(UnlearnSettings(subset=args.subset, query_timesteps=span, query_transpose=shifts),
+                                 candidates="all",
+                                 conditioning=args.conditioning, track_credit=args.track_credit)
     ids = spread_segments(att, args.queries)
     transforms = {"self: segment ranks itself first": None}
     if not args.only_swap:
         transforms.update({"noise 20 dB SNR: source track credited first": add_noise,
                            "pitch +1 semitone: source track credited first": pitch_shift})
     outcomes = segment_checks(att, ids, settings, transforms)
+    outcomes.extend(latent_neighbour_checks(att, ids, transforms))  # the same probes, without the model's loss
     hubs = {o.name: hub(att, o) for o in outcomes}
     wild = [("no prompt", settings)] if args.no_prompt else []
     if args.empty_prompt:
@@ -123,14 +130,17 @@ def main() -> None:
            "style_fit": fit.to_dict() if fit else None, "hubs": hubs}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(doc, indent=2) + "\n")
-    lines = ["| check | hits | rate | mean rank | most frequent first segment |", "|---|---|---|---|---|"]
+    lines = ["| check | hits | rate | had tracks' credit been their sum / max | source segment's mean rank | "
+             "most frequent first segment |", "|---|---|---|---|---|---|"]
     for o in doc["checks"]:
         h = hubs.get(o["check"]) or {}
         top = f"#{h['segment_id']}: first {h['first_for']}/{h['of']}, {h['first_for_other_tracks']} not its track's" if h else ""
-        lines.append(f"| {o['check']} | {o['hits']}/{o['total']} | {o['rate']:.2f} | {o.get('mean_rank', '')} | {top} |")
+        rules = o.get("hits_by_track_credit")
+        by_rule = f"{rules['sum']}/{o['total']} / {rules['max']}/{o['total']}" if rules else ""
+        lines.append(f"| {o['check']} | {o['hits']}/{o['total']} | {o['rate']:.2f} | {by_rule} | {o.get('mean_rank', '')} | {top} |")
     if fit:
         lines.append(f"| independent: generated clips sound like the prompted artist | {fit.hits}/{fit.total} | "
-                     f"{fit.rate:.2f} | | classifier's own held-out accuracy {fit.classifier_accuracy:.2f} |")
+                     f"{fit.rate:.2f} | | | classifier's own held-out accuracy {fit.classifier_accuracy:.2f} |")
     md = (f"Behavioural checks on `{args.demo_dir}` ({doc['segments']} segments, {len(ids)} probed), "
           f"{doc['machine']}, {wall:.0f} s\n\n" + "\n".join(lines) + "\n")
     (args.out / f"{args.name}.md").write_text(md)

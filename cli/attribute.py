@@ -103,6 +103,8 @@ def attribute(
     conditioning: Annotated[str, typer.Option(help="auto: a clip's prompt when it has one, else the model's null branch; "
                                                    "prompt: always the prompt (empty if none); unconditional: always the "
                                                    "null branch")] = AttributeSettings.conditioning,
+    track_credit: Annotated[str, typer.Option(help="a track's credit from its top segments' positive scores: sum, or max "
+                                                   "(its best segment)")] = AttributeSettings.track_credit,
     seconds_start: Annotated[Optional[float], typer.Option(help="timing conditioning the clips were generated with "
                                                                 "(default: as stored with each clip, else 0)")] = None,
     seconds_total: Annotated[Optional[float], typer.Option(help="timing conditioning (default: as stored with each clip, "
@@ -129,7 +131,7 @@ def attribute(
 def _run(audio: list[Path], index: Path, prompt: str | None, prompts: Path | None, top: int, candidates: str,
          shortlist: int, shortlist_draws: int, json_out: Path | None, csv_out: Path | None, mode: str, alpha: float | None, relative_step: float, steps: int,
          subset: str, unlearn_draws: int, damping: float | None, ewc: float, normalize: str, mask_silence: bool,
-         conditioning: str, seconds_start: float | None, seconds_total: float | None, batch_size: int, device: str, ckpt: Path | None,
+         conditioning: str, track_credit: str, seconds_start: float | None, seconds_total: float | None, batch_size: int, device: str, ckpt: Path | None,
          model_config: Path | None, sink: list[str] | None, ledger: Path | None, tag_top: int,
          sink_option: list[str] | None, overwrite: bool) -> None:
     from tda_plugin import progress
@@ -149,7 +151,7 @@ def _run(audio: list[Path], index: Path, prompt: str | None, prompts: Path | Non
                               mask_silence=mask_silence)
     settings = AttributeSettings(unlearn, top=top, candidates=_candidates(candidates), batch_size=batch_size,
                                  shortlist=shortlist or None, shortlist_draws=shortlist_draws,
-                                 conditioning=conditioning)  # type: ignore[arg-type]
+                                 conditioning=conditioning, track_credit=track_credit)  # type: ignore[arg-type]
     sinks = _sinks(sink)
     options = SinkOptions(ledger=ledger, tag_top=tag_top, overwrite=overwrite, extra=_key_values(sink_option or []))
     opened = Index(index)

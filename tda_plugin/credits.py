@@ -1,21 +1,26 @@
 """From segment scores to credits: tracks and artists with shares (DESIGN.md, step 8; docs/method.md, section 10).
 
-One definition serves order, score and share: a track's credit is the *positive* mass of its segments
-among the top segments, T_k = Σ max(score_i, 0). A segment whose score is not positive was not made
-worse by forgetting the query, so it earns nothing (and takes nothing away from its track's other
-segments). Credits are ordered by T_k, shares are T_k / Σ T, so the order of credits is the order of
-their shares, and a track with nothing positive is not credited at all.
+One definition serves order, score and share: a track's credit T_k gathers the *positive* scores of its
+segments among the top segments, either their sum ("sum") or their largest ("max"). A segment whose
+score is not positive was not made worse by forgetting the query, so it earns nothing (and takes
+nothing away from its track's other segments). Credits are ordered by T_k, shares are T_k / Σ T, so the
+order of credits is the order of their shares, and a track with nothing positive is not credited at all.
 """
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 from .index.catalog_db import SegmentRow, TrackRow
 
 
+#: how a track's credit gathers its top segments' positive scores
+TrackCredit = Literal["sum", "max"]
+TRACK_CREDITS: tuple[TrackCredit, ...] = ("sum", "max")
+
+
 def build_credits(ranked: Sequence[tuple[int, float]], segments: dict[int, SegmentRow], tracks: dict[int, TrackRow],
-                  top: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+                  top: int, track_credit: TrackCredit = "sum") -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """``ranked``: (segment_id, score) best first. Returns the segments, credits and artists sections."""
     top_segments = list(ranked[:top])
     seg_out = []
@@ -27,7 +32,8 @@ def build_credits(ranked: Sequence[tuple[int, float]], segments: dict[int, Segme
     positive: dict[int, float] = defaultdict(float)
     for sid, score in top_segments:
         if score > 0:
-            positive[segments[sid].track_id] += float(score)
+            tid = segments[sid].track_id
+            positive[tid] = positive[tid] + float(score) if track_credit == "sum" else max(positive[tid], float(score))
     mass = sum(positive.values())
     credits = []
     for rank, tid in enumerate(sorted(positive, key=lambda tid: (-positive[tid], tid)), 1):

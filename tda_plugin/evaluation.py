@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
 from . import audio as audio_io
-from .attributor import Attributor
+from .attributor import AttributionResult, Attributor
+from .credits import TRACK_CREDITS, build_credits
 from .errors import AudioError
 from .settings import AttributeSettings
 from .style_check import StyleClassifier, StyleFit, style_fit
@@ -33,11 +35,7 @@ def add_noise(x: np.ndarray, sr: int, rng: np.random.Generator, snr_db: float = 
 
 def pitch_shift(x: np.ndarray, sr: int, rng: np.random.Generator, semitones: float = 1.0) -> np.ndarray:
     """Duration-preserving pitch shift (torchaudio's phase vocoder + resampling)."""
-    import torch
-    import torchaudio.functional as AF
-
-    y = AF.pitch_shift(torch.from_numpy(x), sr, n_steps=semitones).numpy()
-    return y[..., : x.shape[-1]].astype(np.float32)
+    return audio_io.transposed(x, sr, semitones)
 
 
 @dataclass
@@ -48,6 +46,8 @@ class CheckOutcome:
     ranks: list[int] = field(default_factory=list)
     #: (first-ranked segment id, the query's source track id) per query, where the check has a source
     tops: list[tuple[int, int]] = field(default_factory=list)
+    #: hits had the credits gathered each track's segments by each rule (credits.TRACK_CREDITS), from the same scores
+    by_rule: dict[str, int] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -57,7 +57,19 @@ class CheckOutcome:
         out: dict[str, object] = {"check": self.name, "hits": self.hits, "total": self.total, "rate": round(self.rate, 4)}
         if self.ranks:
             out["mean_rank"] = round(float(np.mean(self.ranks)), 3)
+        if self.by_rule:
+            out["hits_by_track_credit"] = dict(self.by_rule)
         return out
+
+    def count(self, att: Attributor, result: AttributionResult, hit: Callable[[list[dict], list[dict]], bool]) -> None:
+        """One more query: ``hit(credits, artists)`` as the result says, and as each track-credit rule would have
+        said from the same scores."""
+        self.total += 1
+        self.hits += hit(result.credits, result.artists)
+        ranked = sorted(result.scores.items(), key=lambda kv: (-kv[1], kv[0]))
+        for rule in TRACK_CREDITS:
+            _, credits, artists = build_credits(ranked, att.index.segments, att.index.tracks, len(result.segments), rule)
+            self.by_rule[rule] = self.by_rule.get(rule, 0) + hit(credits, artists)
 
 
 def spread_segments(att: Attributor, count: int) -> list[int]:
@@ -82,8 +94,9 @@ def segment_checks(att: Attributor, ids: list[int], settings: AttributeSettings,
     or, ``with_prompt=False``, as a copy found in the wild: no prompt and no timing (``settings.conditioning``
     then decides how it is scored; "auto" scores it unconditionally).
 
-    "self" (no transform) counts rank-1 of the segment itself; the others count the source track credited first.
-    Every outcome also records which segment came first (``top``), so hub segments show (:func:`hub`).
+    "self" (no transform) counts rank-1 of the segment itself; the others count the source track credited first
+    (also under each track-credit rule). Every outcome records the source segment's own rank, and which segment
+    came first (``top``), so hub segments show (:func:`hub`).
     """
     rng = np.random.default_rng(seed)
     outcomes = {name: CheckOutcome(name) for name in transforms}
@@ -101,13 +114,44 @@ def segment_checks(att: Attributor, ids: list[int], settings: AttributeSettings,
                 result = att.attribute(query, sr, prompt=None, settings=settings)
             ranked = sorted(result.scores, key=lambda k: (-result.scores[k], k))
             out = outcomes[name]
-            out.total += 1
             out.tops.append((ranked[0], seg.track_id))
+            out.ranks.append(ranked.index(sid) + 1 if sid in result.scores else len(ranked) + 1)  # the source's own rank
             if transform is None:
-                out.ranks.append(ranked.index(sid) + 1)
+                out.total += 1
                 out.hits += ranked[0] == sid
             else:
-                out.hits += bool(result.credits) and result.credits[0]["track_id"] == seg.track_id
+                out.count(att, result, lambda credits, _, t=seg.track_id: bool(credits) and credits[0]["track_id"] == t)
+    return list(outcomes.values())
+
+
+def latent_neighbour_checks(att: Attributor, ids: list[int], transforms: dict[str, Transform | None],
+                            seed: int = 0) -> list[CheckOutcome]:
+    """The same probes as :func:`segment_checks` (same order, same noise), answered by no attribution at all: is
+    the probe's encoded representation nearest (L2) its source segment's? This says how far an edit moved the
+    copy in the space the model's loss is computed in, so a failed check can be laid at the method's door or
+    at the representation's."""
+    rng = np.random.default_rng(seed)
+    sr = att.index.meta.sample_rate
+    all_ids = sorted(att.index.segments)
+    with torch.no_grad():
+        catalogue = torch.cat([att.adapter.encode(torch.from_numpy(segment_audio(att, i))[None]).flatten(1).float()
+                               for i in all_ids])
+    outcomes = {name: CheckOutcome(f"{name.split(':')[0]}: nearest its source segment in the model's latent space")
+                for name, transform in transforms.items() if transform is not None}
+    for sid in ids:
+        clip = segment_audio(att, sid)
+        for name, transform in transforms.items():
+            if transform is None:  # a segment is its own nearest neighbour: nothing to learn
+                continue
+            query = transform(clip, sr, rng)
+            with torch.no_grad():
+                z = att.adapter.encode(torch.from_numpy(query)[None]).flatten(1).float()
+            distance = (catalogue - z).norm(dim=1)
+            rank = int((distance < distance[all_ids.index(sid)]).sum()) + 1
+            out = outcomes[name]
+            out.total += 1
+            out.ranks.append(rank)
+            out.hits += rank == 1
     return list(outcomes.values())
 
 
@@ -140,13 +184,13 @@ def generated_checks(att: Attributor, style_artist: dict[str, str], generate: Ca
         for j in range(clips_per_style):
             clip = generate(prompt, seed + 1000 * j + k)
             clips.append((clip, sr, artist))
-            out.total += 1
             try:
                 result = att.attribute(clip, sr, prompt=prompt, settings=settings, seconds_total=seconds_total)
             except AudioError as exc:  # a model that generates silence for a style credits no one: a miss
                 log.warning("generated clip for %r not attributed: %s", prompt, exc)
+                out.total += 1
                 continue
-            out.hits += bool(result.artists) and result.artists[0]["artist"] == artist
+            out.count(att, result, lambda _, artists, a=artist: bool(artists) and artists[0]["artist"] == a)
     return out, style_fit(classifier, clips)
 
 
@@ -165,8 +209,6 @@ def prompt_swap_check(att: Attributor, ids: list[int], settings: AttributeSettin
         other = captions[(captions.index(track.caption) + 1) % len(captions)]
         result = att.attribute(segment_audio(att, sid), sr, prompt=other, settings=settings,
                                seconds_start=seg.start_s, seconds_total=track.duration_s)
-        top = result.artists[0]["artist"] if result.artists else None
         for out, artist in ((audio_first, track.artist), (prompt_first, artist_of[other])):
-            out.total += 1
-            out.hits += top == artist
+            out.count(att, result, lambda _, artists, a=artist: bool(artists) and artists[0]["artist"] == a)
     return audio_first, prompt_first

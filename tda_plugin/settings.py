@@ -83,6 +83,9 @@ class UnlearnSettings:
     #: alike. (0, 1) is the training objective itself and the default: the upper half measured worse on every
     #: behaviour check (docs/evaluation.md)
     query_timesteps: tuple[float, float] = (0.0, 1.0)
+    #: semitone shifts of the query forgotten together with it (0 is the clip as given): a copy transposed
+    #: by a shift in this set still forgets what its source taught. (0,) forgets the clip alone
+    query_transpose: tuple[float, ...] = (0.0,)
 
     def __post_init__(self) -> None:
         if self.mode not in ("newton", "ascent"):
@@ -109,10 +112,18 @@ class UnlearnSettings:
             raise TdaError(f"query timesteps must be a quantile range (lo, hi) with 0 <= lo < hi <= 1, "
                            f"not {self.query_timesteps!r}")
         object.__setattr__(self, "query_timesteps", (lo, hi))  # a TOML or JSON list becomes the tuple
+        try:
+            shifts = tuple(float(v) for v in self.query_transpose)
+        except (TypeError, ValueError):
+            shifts = ()
+        if not shifts or len(set(shifts)) != len(shifts) or not all(abs(v) <= 12 for v in shifts):
+            raise TdaError(f"query transpositions must be distinct semitone shifts within an octave, "
+                           f"not {self.query_transpose!r}")
+        object.__setattr__(self, "query_transpose", shifts)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON's types (the range as a list), so that a result read back from its JSON equals the result."""
-        return asdict(self) | {"query_timesteps": list(self.query_timesteps)}
+        return asdict(self) | {"query_timesteps": list(self.query_timesteps), "query_transpose": list(self.query_transpose)}
 
 
 @dataclass(frozen=True)
@@ -144,8 +155,13 @@ class AttributeSettings:
     #: "unconditional" (both under the model's null conditioning: for copies found without a prompt), or
     #: "auto" (prompt when the query has one, else unconditional)
     conditioning: Literal["auto", "prompt", "unconditional"] = "auto"
+    #: how a track's credit gathers the positive scores of its segments among the top: "sum", or "max" (its
+    #: best segment, so that a track is not credited more for having more segments: docs/method.md, section 10)
+    track_credit: Literal["sum", "max"] = "sum"
 
     def __post_init__(self) -> None:
+        if self.track_credit not in ("sum", "max"):
+            raise TdaError(f"unknown track credit {self.track_credit!r} (sum or max)")
         if self.top < 1 or self.batch_size < 0:
             raise TdaError("top must be at least 1 and batch size non-negative (0: automatic)")
         if self.precision not in ("fp32", "bf16"):

@@ -186,6 +186,16 @@ def test_credits_are_in_share_order_and_negative_scores_earn_nothing() -> None:
     assert shares == sorted(shares, reverse=True) and all(s > 0 for s in shares)
 
 
+def test_max_credits_a_track_by_its_best_segment_not_by_its_count() -> None:
+    # track 0 holds the top segment (+5); track 1 three middling ones (+3 each, +9 in all)
+    ranked, segments, tracks = _catalogue({0: (0, 5.0), 1: (1, 3.0), 2: (1, 3.0), 3: (1, 3.0), 4: (2, -1.0)})
+    _, by_sum, _ = build_credits(ranked, segments, tracks, top=10, track_credit="sum")
+    _, by_max, artists = build_credits(ranked, segments, tracks, top=10, track_credit="max")
+    assert [c["track_id"] for c in by_sum] == [1, 0] and [c["score"] for c in by_sum] == pytest.approx([9.0, 5.0])
+    assert [c["track_id"] for c in by_max] == [0, 1] and [c["share"] for c in by_max] == pytest.approx([5 / 8, 3 / 8])
+    assert [a["share"] for a in artists] == pytest.approx([1.0])  # both tracks are artist A's
+
+
 def test_no_positive_score_credits_nobody() -> None:
     ranked, segments, tracks = _catalogue({0: (0, -1.0), 1: (1, -2.0)})
     segs, credits, artists = build_credits(ranked, segments, tracks, top=10)

@@ -147,6 +147,23 @@ def test_compare_and_prefilter_commands(tiny_index: Path, tmp_path: Path) -> Non
         assert per_k["10"]["1.0"] == 1.0 and "100" not in per_k  # k >= N says nothing
 
 
+def test_latent_neighbour_check_knows_its_answers(tiny_index: Path) -> None:
+    from tda_plugin import Attributor
+    from tda_plugin.evaluation import latent_neighbour_checks, segment_audio
+
+    att = Attributor.from_index(tiny_index)
+    firsts = {}
+    for sid in sorted(att.index.segments):
+        firsts.setdefault(att.index.segments[sid].track_id, sid)
+    ids = sorted(firsts.values())
+    planted = segment_audio(att, ids[-1])  # every probe replaced by one segment's audio: only that one is found
+    kept, replaced = latent_neighbour_checks(att, ids, {"self": None, "kept: x": lambda x, sr, rng: x.copy(),
+                                                        "replaced: y": lambda x, sr, rng: planted})
+    assert (kept.hits, kept.total, kept.ranks) == (len(ids), len(ids), [1] * len(ids))
+    assert replaced.hits == 1 and replaced.ranks[-1] == 1 and min(replaced.ranks[:-1]) >= 2
+    assert kept.name.startswith("kept: nearest its source segment")
+
+
 def test_eval_errors_are_one_line(tiny_index: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["eval", "compare", str(tiny_index), "--queries", str(tmp_path), "--out", str(tmp_path)])
     assert result.exit_code == 3 and "no audio files" in result.output
