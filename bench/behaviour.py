@@ -1,7 +1,7 @@
 """Behavioural rates on the demo's trained model: self-rank, planted copies, prompt swap, generated clips.
 
     python bench/behaviour.py --demo-dir demo-out [--queries 24] [--clips-per-style 2] [--no-prompt] [--empty-prompt]
-                              [--conditioning auto] [--subset blocks] [--query-timesteps 0:1] [--query-transpose 0]
+                              [--conditioning auto] [--subset blocks] [--query-timesteps 0:1] [--track-credit sum]
                               [--only-swap]
                               [--name behaviour]
 
@@ -84,16 +84,12 @@ def main() -> None:
     ap.add_argument("--query-timesteps", default="0:1",
                     help="lo:hi, the quantile range of training timesteps the clip's loss is forgotten over")
     ap.add_argument("--track-credit", default=AttributeSettings.track_credit, help="sum or max (the credits' rule)")
-    ap.add_argument("--query-transpose", default="0",
-                    help="comma-separated semitone shifts of the clip forgotten together with it (e.g. -1,0,1)")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     t0 = time.monotonic()
     att = Attributor.from_index(args.demo_dir / "index")
     span = tuple(float(v) for v in args.query_timesteps.split(":"))
-    shifts = tuple(float(v) for v in args.query_transpose.split(","))
-    settings = AttributeSettings(UnlearnSettings(subset=args.subset, query_timesteps=span, query_transpose=shifts),
-                                 candidates="all",
+    settings = AttributeSettings(UnlearnSettings(subset=args.subset, query_timesteps=span), candidates="all",
                                  conditioning=args.conditioning, track_credit=args.track_credit)
     ids = spread_segments(att, args.queries)
     transforms = {"self: segment ranks itself first": None}

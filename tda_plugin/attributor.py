@@ -115,12 +115,11 @@ class Attributor:
     def encode_query(self, audio: np.ndarray | torch.Tensor, sample_rate: int, prompt: str | None,
                      mask_silence: bool = True, name: str = "query", seconds_start: float = 0.0,
                      seconds_total: float | None = None, encoded: torch.Tensor | None = None,
-                     conditioning: str = "prompt", transpose: Sequence[float] = (0.0,)) -> EncodedQuery:
+                     conditioning: str = "prompt") -> EncodedQuery:
         """Window, encode and mask a query. ``encoded`` is the clip's training representation [..., frames] when
         it is known exactly (the tokens a token LM generated: re-encoding decoded audio through a codec is lossy);
         it is windowed like the audio instead of encoding the audio. ``conditioning="unconditional"`` conditions
-        the query on the model's null branch instead of ``prompt``. ``transpose``: semitone shifts of the audio whose
-        windows join the query's (each shift's windows after the last's), so that forgetting the query forgets them too."""
+        the query on the model's null branch instead of ``prompt``."""
         meta = self.index.meta
         data = audio.detach().cpu().numpy() if torch.is_tensor(audio) else np.asarray(audio, dtype=np.float32)
         data = data[None] if data.ndim == 1 else data
@@ -136,11 +135,7 @@ class Attributor:
         duration = data.shape[1] / meta.sample_rate
         if data.shape[1] < meta.segment_samples:
             raise AudioError(f"{name}: {duration:.2f} s is shorter than one {meta.segment_seconds:.2f} s segment of this index")
-        if encoded is not None and tuple(transpose) != (0.0,):
-            raise TdaError(f"{name}: transposed variants of a clip need its audio, not its tokens; "
-                           "attribute the decoded audio, or forget the clip alone (query_transpose=(0,))")
-        cut = [audio_io.windows(audio_io.transposed(data, meta.sample_rate, s), meta.segment_samples) for s in transpose]
-        wins, keep = np.concatenate([w for w, _ in cut]), np.concatenate([k for _, k in cut])
+        wins, keep = audio_io.windows(data, meta.segment_samples)
         wav = torch.from_numpy(wins)
         encoded = self.adapter.encode(wav) if encoded is None else self._window_encoded(encoded, len(wins))
         sample_keep = torch.from_numpy(keep)
@@ -151,8 +146,7 @@ class Attributor:
             raise AudioError(f"{name}: the audio is silent; nothing to attribute")
         mask = self.adapter.frame_mask(sample_keep, encoded.shape[-1])
         total = duration if seconds_total is None else seconds_total
-        per_variant = len(wins) // len(transpose)
-        conds = [Conditioning(prompt, seconds_start + (w % per_variant) * meta.segment_seconds, total,
+        conds = [Conditioning(prompt, seconds_start + w * meta.segment_seconds, total,
                               unconditional=conditioning == "unconditional") for w in range(len(wins))]
         return EncodedQuery(encoded, mask, conds, duration, conformed={**conformed, "changes": changes}, warnings=notes,
                             mode=conditioning)
@@ -322,7 +316,7 @@ class Attributor:
         with stage("encode"):
             query = self.encode_query(audio, sample_rate, prompt, un.mask_silence, name=path or "query",
                                       seconds_start=seconds_start, seconds_total=seconds_total, encoded=encoded,
-                                      conditioning=kind, transpose=un.query_transpose)
+                                      conditioning=kind)
         with stage("unlearn"):
             names, delta, alpha, relative_step = self.forget(query, un)
         index_damping = float(meta.settings.get("damping", 0.1))

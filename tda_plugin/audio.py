@@ -192,17 +192,6 @@ def windows(audio: np.ndarray, segment_samples: int) -> tuple[np.ndarray, np.nda
     return out, keep
 
 
-def transposed(audio: np.ndarray, sample_rate: int, semitones: float) -> np.ndarray:
-    """``audio`` [C, S] shifted by ``semitones`` with its duration kept (torchaudio's phase vocoder + resampling)."""
-    import torchaudio.functional as AF
-
-    if semitones == 0:
-        return audio
-    shifted = AF.pitch_shift(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), sample_rate,
-                             n_steps=semitones).numpy()
-    return np.ascontiguousarray(shifted[..., : audio.shape[-1]], dtype=np.float32)
-
-
 def silence_mask(audio: torch.Tensor, frame: int, threshold_db: float = SILENCE_DB) -> torch.Tensor:
     """Keep-mask [B, S] that is False over frames of ``frame`` samples whose RMS is below threshold."""
     b, _, s = audio.shape

@@ -35,7 +35,10 @@ def add_noise(x: np.ndarray, sr: int, rng: np.random.Generator, snr_db: float = 
 
 def pitch_shift(x: np.ndarray, sr: int, rng: np.random.Generator, semitones: float = 1.0) -> np.ndarray:
     """Duration-preserving pitch shift (torchaudio's phase vocoder + resampling)."""
-    return audio_io.transposed(x, sr, semitones)
+    import torchaudio.functional as AF
+
+    y = AF.pitch_shift(torch.from_numpy(x), sr, n_steps=semitones).numpy()
+    return y[..., : x.shape[-1]].astype(np.float32)
 
 
 @dataclass

@@ -83,9 +83,6 @@ class UnlearnSettings:
     #: alike. (0, 1) is the training objective itself and the default: the upper half measured worse on every
     #: behaviour check (docs/evaluation.md)
     query_timesteps: tuple[float, float] = (0.0, 1.0)
-    #: semitone shifts of the query forgotten together with it (0 is the clip as given): a copy transposed
-    #: by a shift in this set still forgets what its source taught. (0,) forgets the clip alone
-    query_transpose: tuple[float, ...] = (0.0,)
 
     def __post_init__(self) -> None:
         if self.mode not in ("newton", "ascent"):
@@ -112,18 +109,10 @@ class UnlearnSettings:
             raise TdaError(f"query timesteps must be a quantile range (lo, hi) with 0 <= lo < hi <= 1, "
                            f"not {self.query_timesteps!r}")
         object.__setattr__(self, "query_timesteps", (lo, hi))  # a TOML or JSON list becomes the tuple
-        try:
-            shifts = tuple(float(v) for v in self.query_transpose)
-        except (TypeError, ValueError):
-            shifts = ()
-        if not shifts or len(set(shifts)) != len(shifts) or not all(abs(v) <= 12 for v in shifts):
-            raise TdaError(f"query transpositions must be distinct semitone shifts within an octave, "
-                           f"not {self.query_transpose!r}")
-        object.__setattr__(self, "query_transpose", shifts)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON's types (the range as a list), so that a result read back from its JSON equals the result."""
-        return asdict(self) | {"query_timesteps": list(self.query_timesteps), "query_transpose": list(self.query_transpose)}
+        return asdict(self) | {"query_timesteps": list(self.query_timesteps)}
 
 
 @dataclass(frozen=True)
