@@ -1,7 +1,7 @@
 """Behavioural rates on the demo's trained model: self-rank, planted copies, prompt swap, generated clips.
 
     python bench/behaviour.py --demo-dir demo-out [--queries 24] [--clips-per-style 2] [--no-prompt] [--empty-prompt]
-                              [--conditioning auto] [--subset blocks] [--query-timesteps 0:1] [--track-credit sum]
+                              [--conditioning auto] [--subset blocks] [--query-timesteps 0:1] [--track-credit max]
                               [--only-swap]
                               [--name behaviour]
 
@@ -11,7 +11,10 @@ is the index's. Writes bench/results/NAME.json and NAME.md (the rates, with the 
 branch by default), ``--empty-prompt`` the same copies scored under an empty prompt against the captioned
 baselines (how versions before the unconditional mode answered them). ``--conditioning unconditional``
 scores every probe, the prompted ones included, on the model's null (classifier-free guidance) branch.
-``--only-swap`` runs the self and prompt-swap checks only.
+``--only-swap`` runs the self and prompt-swap checks only. Every credit check also says what it would have
+counted under each track-credit rule (max, sum) from the same scores, and each edited copy is also answered
+with no attribution at all: is its encoding nearest its source segment's (how far the edit moved it in the
+space the model's loss is computed in)?
 """
 from __future__ import annotations
 
@@ -120,19 +123,20 @@ def main() -> None:
     wall = time.monotonic() - t0
     doc = {"demo_dir": str(args.demo_dir), "adapter": att.adapter.name, "segments": len(att.index.segments), "queries": len(ids),
            "method": settings.unlearn.to_dict() | {"draws": att.index.meta.settings["draws"], "candidates": "all",
-                                                   "conditioning": settings.conditioning},
+                                                   "conditioning": settings.conditioning,
+                                                   "track_credit": settings.track_credit},
            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "wall_s": round(wall, 1),
            "checks": [o.to_dict() for o in outcomes],
            "style_fit": fit.to_dict() if fit else None, "hubs": hubs}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(doc, indent=2) + "\n")
-    lines = ["| check | hits | rate | had tracks' credit been their sum / max | source segment's mean rank | "
+    lines = ["| check | hits | rate | had tracks' credit been their best segment (max) / their sum | source segment's mean rank | "
              "most frequent first segment |", "|---|---|---|---|---|---|"]
     for o in doc["checks"]:
         h = hubs.get(o["check"]) or {}
         top = f"#{h['segment_id']}: first {h['first_for']}/{h['of']}, {h['first_for_other_tracks']} not its track's" if h else ""
         rules = o.get("hits_by_track_credit")
-        by_rule = f"{rules['sum']}/{o['total']} / {rules['max']}/{o['total']}" if rules else ""
+        by_rule = f"{rules['max']}/{o['total']} / {rules['sum']}/{o['total']}" if rules else ""
         lines.append(f"| {o['check']} | {o['hits']}/{o['total']} | {o['rate']:.2f} | {by_rule} | {o.get('mean_rank', '')} | {top} |")
     if fit:
         lines.append(f"| independent: generated clips sound like the prompted artist | {fit.hits}/{fit.total} | "

@@ -103,8 +103,8 @@ def attribute(
     conditioning: Annotated[str, typer.Option(help="auto: a clip's prompt when it has one, else the model's null branch; "
                                                    "prompt: always the prompt (empty if none); unconditional: always the "
                                                    "null branch")] = AttributeSettings.conditioning,
-    track_credit: Annotated[str, typer.Option(help="a track's credit from its top segments' positive scores: sum, or max "
-                                                   "(its best segment)")] = AttributeSettings.track_credit,
+    track_credit: Annotated[str, typer.Option(help="a track's credit from its top segments' positive scores: max "
+                                                   "(its best segment) or sum")] = AttributeSettings.track_credit,
     seconds_start: Annotated[Optional[float], typer.Option(help="timing conditioning the clips were generated with "
                                                                 "(default: as stored with each clip, else 0)")] = None,
     seconds_total: Annotated[Optional[float], typer.Option(help="timing conditioning (default: as stored with each clip, "

@@ -16,11 +16,11 @@ from .index.catalog_db import SegmentRow, TrackRow
 
 #: how a track's credit gathers its top segments' positive scores
 TrackCredit = Literal["sum", "max"]
-TRACK_CREDITS: tuple[TrackCredit, ...] = ("sum", "max")
+TRACK_CREDITS: tuple[TrackCredit, ...] = ("max", "sum")
 
 
 def build_credits(ranked: Sequence[tuple[int, float]], segments: dict[int, SegmentRow], tracks: dict[int, TrackRow],
-                  top: int, track_credit: TrackCredit = "sum") -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+                  top: int, track_credit: TrackCredit = "max") -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """``ranked``: (segment_id, score) best first. Returns the segments, credits and artists sections."""
     top_segments = list(ranked[:top])
     seg_out = []

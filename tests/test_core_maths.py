@@ -229,6 +229,19 @@ def test_damping_zero_is_refused(tiny_index: Path, tiny_catalogue: Path) -> None
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("error:") and "damping must be positive" in r.stderr
 
 
+def test_the_track_credit_rule_changes_the_credits_only(att, tiny_catalogue: Path) -> None:
+    data, _ = load_audio(tiny_catalogue / "audio" / "t1.wav")
+    results = {rule: att.attribute(data[:, :SEGMENT], SR, prompt="high beep", settings=AttributeSettings(
+        UnlearnSettings(unlearn_draws=2), candidates="all", track_credit=rule)) for rule in ("max", "sum")}
+    assert results["max"].scores == results["sum"].scores and results["max"].segments == results["sum"].segments
+    for rule, result in results.items():
+        assert result.method["track_credit"] == rule
+        ranked = sorted(result.scores.items(), key=lambda kv: (-kv[1], kv[0]))
+        assert result.credits == build_credits(ranked, att.index.segments, att.index.tracks, 10, rule)[1]
+    with pytest.raises(TdaError, match="unknown track credit 'mean'"):
+        AttributeSettings(track_credit="mean")  # type: ignore[arg-type]
+
+
 def test_the_json_says_what_ranked_the_candidates(att, tiny_catalogue: Path) -> None:
     data, _ = load_audio(tiny_catalogue / "audio" / "t1.wav")
     clip = data[:, :SEGMENT]
