@@ -130,14 +130,14 @@ def segment_checks(att: Attributor, ids: list[int], settings: AttributeSettings,
 def latent_neighbour_checks(att: Attributor, ids: list[int], transforms: dict[str, Transform | None],
                             seed: int = 0) -> list[CheckOutcome]:
     """The same probes as :func:`segment_checks` (same order, same noise), answered by no attribution at all: is
-    the probe's encoded representation nearest (L2) its source segment's? This says how far an edit moved the
-    copy in the space the model's loss is computed in, so a failed check can be laid at the method's door or
-    at the representation's."""
+    the probe's encoded representation nearest its source segment's (L2 over latents; for a token model's codes,
+    the number of differing tokens)? This says how far an edit moved the copy in the space the model's loss is
+    computed in, so a failed check can be laid at the method's door or at the representation's."""
     rng = np.random.default_rng(seed)
     sr = att.index.meta.sample_rate
     all_ids = sorted(att.index.segments)
     with torch.no_grad():
-        catalogue = torch.cat([att.adapter.encode(torch.from_numpy(segment_audio(att, i))[None]).flatten(1).float()
+        catalogue = torch.cat([att.adapter.encode(torch.from_numpy(segment_audio(att, i))[None]).flatten(1)
                                for i in all_ids])
     outcomes = {name: CheckOutcome(f"{name.split(':')[0]}: nearest its source segment in the model's latent space")
                 for name, transform in transforms.items() if transform is not None}
@@ -148,8 +148,9 @@ def latent_neighbour_checks(att: Attributor, ids: list[int], transforms: dict[st
                 continue
             query = transform(clip, sr, rng)
             with torch.no_grad():
-                z = att.adapter.encode(torch.from_numpy(query)[None]).flatten(1).float()
-            distance = (catalogue - z).norm(dim=1)
+                z = att.adapter.encode(torch.from_numpy(query)[None]).flatten(1)
+            tokens = not torch.is_floating_point(z)
+            distance = (catalogue != z).sum(dim=1) if tokens else (catalogue.float() - z.float()).norm(dim=1)
             rank = int((distance < distance[all_ids.index(sid)]).sum()) + 1
             out = outcomes[name]
             out.total += 1

@@ -108,6 +108,7 @@ def test_cli_index_build_and_attribute(checkpoint: Path, tmp_path: Path) -> None
     assert r.exit_code == 0, r.output
     info = json.loads(runner.invoke(app, ["index", "info", str(idx), "--json"]).stdout)
     assert info["adapter"] == "audiocraft" and info["segments"] == 12
+    _nearest_codes_find_the_source(idx)
     for embedder in ("latent_stats",):
         r = runner.invoke(app, ["index", "build", str(corpus), "--adapter", "audiocraft", "--checkpoint", str(checkpoint),
                                 "--out", str(tmp_path / embedder), "--draws", "1", "--fisher-segments", "2",
@@ -125,3 +126,19 @@ def test_cli_index_build_and_attribute(checkpoint: Path, tmp_path: Path) -> None
                             "--steps", "2", "--candidates", "all", "--unlearn-draws", "2", "--json", "-"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["method"]["mode"] == "ascent"
+
+
+def _nearest_codes_find_the_source(idx: Path) -> None:
+    """The behaviour bench's model-free column on a token model: nearest by the count of differing codes."""
+    from tda_plugin import Attributor
+    from tda_plugin.evaluation import latent_neighbour_checks, segment_audio
+
+    att = Attributor.from_index(idx)
+    firsts: dict[int, int] = {}
+    for sid in sorted(att.index.segments):
+        firsts.setdefault(att.index.segments[sid].track_id, sid)
+    ids = sorted(firsts.values())
+    planted = segment_audio(att, ids[-1])
+    kept, replaced = latent_neighbour_checks(att, ids, {"kept": lambda x, sr, rng: x.copy(),
+                                                        "replaced": lambda x, sr, rng: planted})
+    assert kept.hits == len(ids) and replaced.hits == 1 and min(replaced.ranks[:-1]) >= 2
