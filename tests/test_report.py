@@ -179,7 +179,7 @@ def test_players_are_named_after_what_they_play(page: str) -> None:
 def test_page_explains_credit_score_and_share_before_the_clips(page: str) -> None:
     explained = page.index("How to read this report")
     assert explained < page.index('id="clip-1"')
-    for words in ("<dt>Credit</dt>", "<dt>Score</dt>", "<dt>Share</dt>", "positive score of the clip's top segments",
+    for words in ("<dt>Credit</dt>", "<dt>Score</dt>", "<dt>Share</dt>", "positive scores of the clip's credited tracks",
                   "not a royalty split"):
         assert page.index(words) > explained
 
