@@ -25,6 +25,8 @@ from .style_check import StyleClassifier, StyleFit, style_fit
 log = logging.getLogger(__name__)
 
 Transform = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
+#: a result's (credits, artists) sections
+Credited = tuple[list[dict], list[dict]]
 
 
 def add_noise(x: np.ndarray, sr: int, rng: np.random.Generator, snr_db: float = 20.0) -> np.ndarray:
@@ -64,15 +66,21 @@ class CheckOutcome:
             out["hits_by_track_credit"] = dict(self.by_rule)
         return out
 
-    def count(self, att: Attributor, result: AttributionResult, hit: Callable[[list[dict], list[dict]], bool]) -> None:
+    def count(self, result: AttributionResult, by_rule: dict[str, Credited],
+              hit: Callable[[list[dict], list[dict]], bool]) -> None:
         """One more query: ``hit(credits, artists)`` as the result says, and as each track-credit rule would have
-        said from the same scores."""
+        said from the same scores (``by_rule``: :func:`credits_by_rule` of the result)."""
         self.total += 1
         self.hits += hit(result.credits, result.artists)
-        ranked = sorted(result.scores.items(), key=lambda kv: (-kv[1], kv[0]))
-        for rule in TRACK_CREDITS:
-            _, credits, artists = build_credits(ranked, att.index.segments, att.index.tracks, len(result.segments), rule)
-            self.by_rule[rule] = self.by_rule.get(rule, 0) + hit(credits, artists)
+        for rule, credited in by_rule.items():
+            self.by_rule[rule] = self.by_rule.get(rule, 0) + hit(*credited)
+
+
+def credits_by_rule(att: Attributor, result: AttributionResult) -> dict[str, Credited]:
+    """(credits, artists) of ``result``'s scores under each track-credit rule."""
+    ranked = sorted(result.scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    return {rule: build_credits(ranked, att.index.segments, att.index.tracks, len(result.segments), rule)[1:]
+            for rule in TRACK_CREDITS}
 
 
 def spread_segments(att: Attributor, count: int) -> list[int]:
@@ -123,7 +131,8 @@ def segment_checks(att: Attributor, ids: list[int], settings: AttributeSettings,
                 out.total += 1
                 out.hits += ranked[0] == sid
             else:
-                out.count(att, result, lambda credits, _, t=seg.track_id: bool(credits) and credits[0]["track_id"] == t)
+                out.count(result, credits_by_rule(att, result),
+                          lambda credits, _, t=seg.track_id: bool(credits) and credits[0]["track_id"] == t)
     return list(outcomes.values())
 
 
@@ -136,9 +145,7 @@ def latent_neighbour_checks(att: Attributor, ids: list[int], transforms: dict[st
     rng = np.random.default_rng(seed)
     sr = att.index.meta.sample_rate
     all_ids = sorted(att.index.segments)
-    with torch.no_grad():
-        catalogue = torch.cat([att.adapter.encode(torch.from_numpy(segment_audio(att, i))[None]).flatten(1)
-                               for i in all_ids])
+    catalogue = att.index.gather(all_ids, "latents").flatten(1)  # as the build encoded them
     outcomes = {name: CheckOutcome(f"{name.split(':')[0]}: nearest its source segment in the model's latent space")
                 for name, transform in transforms.items() if transform is not None}
     for sid in ids:
@@ -194,7 +201,8 @@ def generated_checks(att: Attributor, style_artist: dict[str, str], generate: Ca
                 log.warning("generated clip for %r not attributed: %s", prompt, exc)
                 out.total += 1
                 continue
-            out.count(att, result, lambda _, artists, a=artist: bool(artists) and artists[0]["artist"] == a)
+            out.count(result, credits_by_rule(att, result),
+                      lambda _, artists, a=artist: bool(artists) and artists[0]["artist"] == a)
     return out, style_fit(classifier, clips)
 
 
@@ -213,6 +221,7 @@ def prompt_swap_check(att: Attributor, ids: list[int], settings: AttributeSettin
         other = captions[(captions.index(track.caption) + 1) % len(captions)]
         result = att.attribute(segment_audio(att, sid), sr, prompt=other, settings=settings,
                                seconds_start=seg.start_s, seconds_total=track.duration_s)
+        by_rule = credits_by_rule(att, result)
         for out, artist in ((audio_first, track.artist), (prompt_first, artist_of[other])):
-            out.count(att, result, lambda _, artists, a=artist: bool(artists) and artists[0]["artist"] == a)
+            out.count(result, by_rule, lambda _, artists, a=artist: bool(artists) and artists[0]["artist"] == a)
     return audio_first, prompt_first

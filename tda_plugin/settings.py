@@ -5,6 +5,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from .credits import TRACK_CREDITS, TrackCredit
 from .errors import TdaError
 
 SUBSETS = ("blocks", "self_attn", "cross_attn", "cross_attn_kv")
@@ -148,11 +149,11 @@ class AttributeSettings:
     #: so that a track is not credited more for having more segments) or "sum". "max" found the source track
     #: of noisy copies 23/24 against 15/24 on the demo, 12/12 against 11/12 on real music, the other checks
     #: within one probe (docs/evaluation.md)
-    track_credit: Literal["sum", "max"] = "max"
+    track_credit: TrackCredit = "max"
 
     def __post_init__(self) -> None:
-        if self.track_credit not in ("sum", "max"):
-            raise TdaError(f"unknown track credit {self.track_credit!r} (max or sum)")
+        if self.track_credit not in TRACK_CREDITS:
+            raise TdaError(f"unknown track credit {self.track_credit!r} ({' or '.join(TRACK_CREDITS)})")
         if self.top < 1 or self.batch_size < 0:
             raise TdaError("top must be at least 1 and batch size non-negative (0: automatic)")
         if self.precision not in ("fp32", "bf16"):
