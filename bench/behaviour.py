@@ -82,7 +82,7 @@ def main() -> None:
     ap.add_argument("--subset", default=UnlearnSettings.subset, help="parameter subset unlearning moves")
     ap.add_argument("--no-prompt", action="store_true", help="also probe every segment as a copy found in the wild (no prompt)")
     ap.add_argument("--empty-prompt", action="store_true", help="also probe those copies under an empty prompt (the old way)")
-    ap.add_argument("--conditioning", default=AttributeSettings.conditioning, help="auto, prompt or unconditional")
+    ap.add_argument("--conditioning", default=AttributeSettings.conditioning, help="auto, prompt, audio or unconditional")
     ap.add_argument("--only-swap", action="store_true", help="self and prompt-swap checks only")
     ap.add_argument("--query-timesteps", default="0:1",
                     help="lo:hi, the quantile range of training timesteps the clip's loss is forgotten over")

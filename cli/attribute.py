@@ -100,9 +100,11 @@ def attribute(
     ewc: Annotated[float, typer.Option(help="EWC weight in [0, 1] (ascent)")] = UnlearnSettings.ewc,
     normalize: Annotated[str, typer.Option(help="self: τ relative to each segment's sensitivity; none: raw τ")] = UnlearnSettings.normalize,
     mask_silence: Annotated[bool, typer.Option(help="mask silent frames out of the query loss")] = True,
-    conditioning: Annotated[str, typer.Option(help="auto: a clip's prompt when it has one, else the model's null branch; "
-                                                   "prompt: always the prompt (empty if none); unconditional: always the "
-                                                   "null branch")] = AttributeSettings.conditioning,
+    conditioning: Annotated[str, typer.Option(help="auto: a clip's prompt when it has one, else unconditional (audio on an "
+                                                   "index without null-branch baselines); prompt: always "
+                                                   "the prompt (empty if none); audio: the clip on the model's null branch, "
+                                                   "the segments under their captions (the prompt is not read); "
+                                                   "unconditional: clip and segments on the null branch")] = AttributeSettings.conditioning,
     track_credit: Annotated[str, typer.Option(help="a track's credit from its top segments' positive scores: max "
                                                    "(its best segment) or sum")] = AttributeSettings.track_credit,
     seconds_start: Annotated[Optional[float], typer.Option(help="timing conditioning the clips were generated with "
@@ -204,9 +206,10 @@ def _announce(attributor: Any, clips: list[Clip], settings: AttributeSettings, e
     returns each clip's estimate."""
     meta = attributor.index.meta
     for clip in clips:
-        kind = settings.resolved_conditioning(clip.prompt, attributor.index.has_unconditional)
-        if clip.prompt is None and settings.conditioning != "unconditional":
-            how = "on the model's null branch" if kind == "unconditional" else "under an empty prompt"
+        kind = attributor.conditioning(settings, clip.prompt)
+        if clip.prompt is None and settings.conditioning in ("auto", "prompt"):
+            how = {"unconditional": "on the model's null branch", "audio": "from its audio alone (its step on the model's "
+                   "null branch, the segments under their captions)"}.get(kind, "under an empty prompt")
             where = "none stored with the clip" if "prompt" in clip.sources else "no --prompt, no --prompts row, none stored with the clip"
             say("warning:", "yellow", f"{clip.path}: no prompt ({where}); attributed {how}. A prompted clip's "
                                       "credits depend on its prompt: pass the one it was generated with if you know it")

@@ -32,7 +32,7 @@ from .progress import stage
 from .randomness import make_draws, query_stream, segment_stream
 from .registry import get_embedder_spec, load_adapter
 from .scoring import Precision, auto_batch_size, losses, segments_per_batch
-from .settings import AttributeSettings, UnlearnSettings
+from .settings import BRANCHES, AttributeSettings, ConditioningMode, UnlearnSettings
 from .sketch import GradientSketch
 from .sketch import for_model as sketch_for_model
 from .unlearn import applied, unlearning_delta
@@ -72,7 +72,8 @@ class EncodedQuery:
     conformed: dict[str, Any] = field(default_factory=dict)
     #: what is odd about the clip but was attributed as is (``query.warnings``)
     warnings: list[str] = field(default_factory=list)
-    #: "prompt" or "unconditional": how this query and the segments it is scored against are conditioned
+    #: "prompt" or "unconditional": how the segments this query is scored against are conditioned (their
+    #: captions or the null branch: which baselines and prefilter vectors answer it)
     mode: str = "prompt"
 
 
@@ -115,11 +116,12 @@ class Attributor:
     def encode_query(self, audio: np.ndarray | torch.Tensor, sample_rate: int, prompt: str | None,
                      mask_silence: bool = True, name: str = "query", seconds_start: float = 0.0,
                      seconds_total: float | None = None, encoded: torch.Tensor | None = None,
-                     conditioning: str = "prompt") -> EncodedQuery:
+                     conditioning: str = "prompt", segments: str | None = None) -> EncodedQuery:
         """Window, encode and mask a query. ``encoded`` is the clip's training representation [..., frames] when
         it is known exactly (the tokens a token LM generated: re-encoding decoded audio through a codec is lossy);
         it is windowed like the audio instead of encoding the audio. ``conditioning="unconditional"`` conditions
-        the query on the model's null branch instead of ``prompt``."""
+        the query on the model's null branch instead of ``prompt``; ``segments``: the branch the segments will be
+        scored on (default: the query's)."""
         meta = self.index.meta
         data = audio.detach().cpu().numpy() if torch.is_tensor(audio) else np.asarray(audio, dtype=np.float32)
         data = data[None] if data.ndim == 1 else data
@@ -149,7 +151,7 @@ class Attributor:
         conds = [Conditioning(prompt, seconds_start + w * meta.segment_seconds, total,
                               unconditional=conditioning == "unconditional") for w in range(len(wins))]
         return EncodedQuery(encoded, mask, conds, duration, conformed={**conformed, "changes": changes}, warnings=notes,
-                            mode=conditioning)
+                            mode=segments or conditioning)
 
     def _window_encoded(self, encoded: torch.Tensor, count: int) -> torch.Tensor:
         """A known representation [..., frames] of the whole clip cut into ``count`` segment windows (zero-padded)."""
@@ -293,6 +295,22 @@ class Attributor:
         merged = distributed.merge(parts)
         return torch.cat([merged[b] for b in range(len(batches))]) if batches else torch.empty(0, width)
 
+    def conditioning(self, settings: AttributeSettings, prompt: str | None) -> ConditioningMode:
+        """The conditioning that answers a clip with (or without) ``prompt``, refused in one line where this model
+        or index lacks what it needs."""
+        null_branch = bool(getattr(self.adapter, "supports_unconditional", False))
+        kind = settings.resolved_conditioning(prompt, self.index.has_unconditional, null_branch)
+        step_branch, segment_branch = BRANCHES[kind]
+        if step_branch == "unconditional" and not null_branch:
+            raise TdaError(f"the {self.adapter.name} model has no null branch, so --conditioning {kind} cannot be used: "
+                           "pass the prompt the clip was generated with, or --conditioning prompt to score it under an "
+                           "empty prompt")
+        if segment_branch == "unconditional" and not self.index.has_unconditional:
+            raise TdaError(f"{self.index.root} has no unconditional baselines, so --conditioning {kind} cannot be used: "
+                           "use --conditioning audio (the clip on the null branch, the segments under their captions), "
+                           "or rebuild the index without --no-unconditional")
+        return kind
+
     def attribute(self, audio: np.ndarray | torch.Tensor, sample_rate: int, *, prompt: str | None = None,
                   settings: AttributeSettings = AttributeSettings(), path: str | None = None,
                   seconds_start: float = 0.0, seconds_total: float | None = None,
@@ -308,22 +326,19 @@ class Attributor:
         meta = self.index.meta
         seed, draws = meta.settings["seed"], meta.settings["draws"]
         un = settings.unlearn
-        kind = settings.resolved_conditioning(prompt, self.index.has_unconditional)
-        if kind == "unconditional" and not self.index.has_unconditional:
-            raise TdaError(f"{self.index.root} has no unconditional baselines, so a clip without a prompt cannot be "
-                           "attributed with it: pass the prompt it was generated with, --conditioning prompt to score it "
-                           "under an empty prompt, or rebuild the index without --no-unconditional")
+        kind = self.conditioning(settings, prompt)
+        step_branch, segment_branch = BRANCHES[kind]
         with stage("encode"):
             query = self.encode_query(audio, sample_rate, prompt, un.mask_silence, name=path or "query",
                                       seconds_start=seconds_start, seconds_total=seconds_total, encoded=encoded,
-                                      conditioning=kind)
+                                      conditioning=step_branch, segments=segment_branch)
         with stage("unlearn"):
             names, delta, alpha, relative_step = self.forget(query, un)
         index_damping = float(meta.settings.get("damping", 0.1))
         damping = index_damping if un.damping is None else un.damping
         with stage("prefilter"):
             candidates = self.candidates(query, settings)
-        scored = shortlist.scores(self, candidates, names, delta, un, settings, kind)
+        scored = shortlist.scores(self, candidates, names, delta, un, settings, segment_branch)
         ids, tau, score = scored.ids, scored.tau, scored.score
         scores = {sid: float(s) for sid, s in zip(ids, score.tolist())}
         raw = dict(zip(ids, tau.tolist()))

@@ -103,7 +103,7 @@ def segment_checks(att: Attributor, ids: list[int], settings: AttributeSettings,
                    seed: int = 0, with_prompt: bool = True) -> list[CheckOutcome]:
     """For each segment and transform: attribute the (transformed) cut-out with the segment's own conditioning,
     or, ``with_prompt=False``, as a copy found in the wild: no prompt and no timing (``settings.conditioning``
-    then decides how it is scored; "auto" scores it unconditionally).
+    then decides how it is scored; "auto" scores it on the null branch, ``settings.BRANCHES``).
 
     "self" (no transform) counts rank-1 of the segment itself; the others count the source track credited first
     (also under each track-credit rule). Every outcome records the source segment's own rank, and which segment

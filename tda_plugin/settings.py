@@ -11,7 +11,12 @@ from .errors import TdaError
 SUBSETS = ("blocks", "self_attn", "cross_attn", "cross_attn_kv")
 #: λ = damping · mean Fisher divides by F + λ, and a Fisher has exact zeros (parameters without gradient)
 DAMPING_ERROR = "damping must be positive (the preconditioner divides by F + damping · mean F, and F has zeros)"
-CONDITIONINGS = ("auto", "prompt", "unconditional")
+CONDITIONINGS = ("auto", "prompt", "unconditional", "audio")
+ConditioningMode = Literal["prompt", "unconditional", "audio"]
+#: (the query's step, the segments' loss changes) under each conditioning: "prompt" is the clip's prompt or the
+#: segments' captions, "unconditional" the model's null (classifier-free guidance) branch
+BRANCHES: dict[str, tuple[str, str]] = {"prompt": ("prompt", "prompt"), "unconditional": ("unconditional", "unconditional"),
+                                        "audio": ("unconditional", "prompt")}
 
 
 @dataclass(frozen=True)
@@ -141,10 +146,14 @@ class AttributeSettings:
     #: "fp32", or "bf16": autocast on CUDA with fp32 losses; the baseline is then recomputed in bf16 for
     #: the candidates (paired), since the cached fp32 baseline would not cancel bf16 rounding
     precision: Literal["fp32", "bf16"] = "fp32"
-    #: how the query and the training segments are conditioned: "prompt" (each under its own prompt),
-    #: "unconditional" (both under the model's null conditioning: for copies found without a prompt), or
-    #: "auto" (prompt when the query has one, else unconditional)
-    conditioning: Literal["auto", "prompt", "unconditional"] = "auto"
+    #: how the query and the training segments are conditioned (``BRANCHES``): "prompt" (each under its own
+    #: prompt), "unconditional" (both under the model's null conditioning), "audio" (the query's step on the null
+    #: branch, so its prompt is never read, the segments under their captions: credits follow the clip's audio),
+    #: or "auto" (prompt when the query has one; else unconditional where the index has null-branch baselines,
+    #: audio where it has not). Without a prompt, "audio" ranks a training segment first more often than
+    #: "unconditional" (demo 22/24 against 19/24, real music 12/12 against 11/12) but names the prompted artist
+    #: of generated clips less often (11/16 against 13/16, 1/11 against 5/11; docs/evaluation.md, "Which branch")
+    conditioning: Literal["auto", "prompt", "unconditional", "audio"] = "auto"
     #: how a track's credit gathers the positive scores of its segments among the top: "max" (its best segment,
     #: so that a track is not credited more for having more segments) or "sum". "max" found the source track
     #: of noisy copies 23/24 against 15/24 on the demo, 12/12 against 11/12 on real music, the other checks
@@ -166,12 +175,16 @@ class AttributeSettings:
         if (self.shortlist is not None and self.shortlist < 1) or self.shortlist_draws < 1:
             raise TdaError("the shortlist and its first-pass draws must be at least 1")
 
-    def resolved_conditioning(self, prompt: str | None, null_branch: bool = True) -> Literal["prompt", "unconditional"]:
-        """The conditioning that answers a query with (or without) ``prompt``; ``null_branch``: whether the index
-        has null-branch baselines (without them, "auto" answers a prompt-less query under the empty prompt)."""
-        if self.conditioning == "auto":
-            return "prompt" if prompt or not null_branch else "unconditional"
-        return self.conditioning
+    def resolved_conditioning(self, prompt: str | None, null_baselines: bool = True,
+                              null_branch: bool = True) -> ConditioningMode:
+        """The conditioning that answers a query with (or without) ``prompt``. ``null_baselines``: whether the index
+        cached the segments' statistics on the null branch; ``null_branch``: whether the model has one (without
+        either, "auto" answers a prompt-less query under the empty prompt)."""
+        if self.conditioning != "auto":
+            return self.conditioning
+        if prompt:
+            return "prompt"
+        return "unconditional" if null_baselines and null_branch else "audio" if null_branch else "prompt"
 
     def candidate_count(self, n: int) -> int:
         """M for a catalogue of ``n`` segments; a percentage never gives fewer than ``MIN_CANDIDATES``."""

@@ -46,18 +46,23 @@ def test_segments_and_noisy_copies_find_their_source(trained: Attributor) -> Non
     assert noisy.by_rule["max"] > noisy.by_rule["sum"]
 
 
-def test_copies_without_a_prompt_find_their_source(trained: Attributor) -> None:
-    """A copy found in the wild has no prompt: attributed unconditionally, it still finds its source."""
+@pytest.mark.parametrize("conditioning", ["auto", "audio"])
+def test_copies_without_a_prompt_find_their_source(trained: Attributor, conditioning: str) -> None:
+    """A copy found in the wild has no prompt: attributed on the null branch ("auto": query and segments there)
+    or from its audio alone ("audio": its step there, the segments under their captions), it still finds its
+    source."""
     ids = spread_segments(trained, 8)
-    self_check, noisy = segment_checks(trained, ids, SETTINGS, {"self": None, "noise": add_noise}, with_prompt=False)
-    assert self_check.hits >= 6 and noisy.hits >= 6  # measured 7/8 and 7/8; chance 1/72 and 1/24 per probe
+    self_check, noisy = segment_checks(trained, ids, replace(SETTINGS, conditioning=conditioning),
+                                       {"self": None, "noise": add_noise}, with_prompt=False)
+    assert self_check.hits >= 6 and noisy.hits >= 6  # auto: 7/8 and 7/8; chance 1/72 and 1/24 per probe
 
 
-def test_on_the_null_branch_credits_follow_the_audio_not_the_prompt(trained: Attributor) -> None:
-    """A segment attributed with another style's prompt (DESIGN.md's trap), scored with
-    ``conditioning="unconditional"``: the prompt cannot pull the credits. (Under the prompt, this model's
-    credits follow the wrong prompt too often: 3/8 audio's artist first here; docs/evaluation.md.)"""
-    settings = replace(SETTINGS, conditioning="unconditional")
+@pytest.mark.parametrize("conditioning", ["audio", "unconditional"])
+def test_on_the_null_branch_credits_follow_the_audio_not_the_prompt(trained: Attributor, conditioning: str) -> None:
+    """A segment attributed with another style's prompt (DESIGN.md's trap), its step taken on the null branch
+    (``conditioning="audio"`` or ``"unconditional"``): the prompt cannot pull the credits. (Under the prompt,
+    this model's credits follow the wrong prompt too often: 3/8 audio's artist first here; docs/evaluation.md.)"""
+    settings = replace(SETTINGS, conditioning=conditioning)
     audio_first, prompt_first = prompt_swap_check(trained, spread_segments(trained, 8), settings)
     assert audio_first.hits >= 6 and prompt_first.hits <= 1
 

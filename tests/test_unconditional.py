@@ -1,6 +1,7 @@
 """Unconditional attribution: query and training segments scored under the model's null conditioning."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ def test_null_branch_is_the_toolkits_condition_dropout(tiny_model: tuple[Path, P
     assert not torch.allclose(mixed[1], ours[1])
 
 
-def test_clip_without_prompt_is_attributed_unconditionally(tiny_index: Path, tiny_catalogue: Path) -> None:
+def test_clip_without_prompt_is_attributed_on_the_null_branch(tiny_index: Path, tiny_catalogue: Path) -> None:
     att = Attributor.from_index(tiny_index)
     audio, sr = sf.read(tiny_catalogue / "audio" / "t1.wav", dtype="float32")
     settings = AttributeSettings(candidates="all")
@@ -52,8 +53,17 @@ def test_clip_without_prompt_is_attributed_unconditionally(tiny_index: Path, tin
     prompted = att.attribute(audio, sr, prompt="high beep", settings=settings)
     assert free.method["conditioning"] == "unconditional" and prompted.method["conditioning"] == "prompt"
     assert free.scores.keys() == prompted.scores.keys() and free.scores != prompted.scores
-    forced = att.attribute(audio, sr, prompt="high beep", settings=AttributeSettings(candidates="all", conditioning="unconditional"))
+    forced = att.attribute(audio, sr, prompt="high beep", settings=replace(settings, conditioning="unconditional"))
     assert forced.scores == free.scores  # under the null branch the prompt plays no part
+    # "audio": the same step on the null branch (the prompt plays no part), the segments under their captions
+    heard = att.attribute(audio, sr, prompt="high beep", settings=replace(settings, conditioning="audio"))
+    assert heard.method["conditioning"] == "audio" and heard.scores != free.scores
+    assert heard.scores == att.attribute(audio, sr, prompt=None, settings=replace(settings, conditioning="audio")).scores
+    query = att.encode_query(audio, sr, None, conditioning="unconditional")
+    names, delta, *_ = att.forget(query, settings.unlearn)
+    ids = sorted(att.index.segments)
+    tau, _ = att.exact_scores(ids, names, delta, settings.unlearn, 64, conditioning="prompt")
+    assert [seg["loss_change"] for seg in heard.segments] == [float(tau[ids.index(seg["segment_id"])]) for seg in heard.segments]
     # the cached unconditional baseline is the θ0 loss of the same segments under the null branch
     ids = sorted(att.index.segments)
     names = att.adapter.parameter_groups()["blocks"]
@@ -71,6 +81,12 @@ def test_index_without_unconditional_baselines_says_so(tmp_path: Path, tiny_mode
     audio = np.asarray(sf.read(tiny_catalogue / "audio" / "t0.wav", dtype="float32")[0])
     with pytest.raises(TdaError, match="no unconditional baselines"):
         att.attribute(audio, 8000, prompt=None, settings=AttributeSettings(candidates="all", conditioning="unconditional"))
-    # "auto" falls back to the empty prompt such an index does have (as for a model without a null branch)
-    assert att.attribute(audio, 8000, prompt=None, settings=AttributeSettings(candidates="all")).method["conditioning"] == "prompt"
+    # so "auto" answers a prompt-less clip with "audio", which needs the model's null branch, not the index's: the
+    # segments are scored on their cached captioned losses
+    assert att.attribute(audio, 8000, prompt=None, settings=AttributeSettings(candidates="all")).method["conditioning"] == "audio"
     assert att.attribute(audio, 8000, prompt="low hum", settings=AttributeSettings(candidates="all")).method["conditioning"] == "prompt"
+    # a model without a null branch: "auto" falls back to the empty prompt, and "audio" is refused in one line
+    att.adapter.supports_unconditional = False
+    assert att.attribute(audio, 8000, prompt=None, settings=AttributeSettings(candidates="all")).method["conditioning"] == "prompt"
+    with pytest.raises(TdaError, match="has no null branch"):
+        att.attribute(audio, 8000, prompt=None, settings=AttributeSettings(candidates="all", conditioning="audio"))

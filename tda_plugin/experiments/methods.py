@@ -42,7 +42,7 @@ from ..index.builder import segment_conditioning
 from ..progress import task
 from ..randomness import make_draws, segment_stream
 from ..scoring import segments_per_batch
-from ..settings import SUBSETS, AttributeSettings, UnlearnSettings
+from ..settings import BRANCHES, SUBSETS, AttributeSettings, UnlearnSettings
 from ..unlearn import applied
 from .context import Context
 from .embeddings import query_embedding
@@ -181,7 +181,9 @@ def unlearning(settings: AttributeSettings = AttributeSettings(), *, prompt: boo
                                             path=q.name, seconds_start=q.seconds_start, seconds_total=q.seconds_total).scores
         tau = q.memo[key]
         ids = sorted(tau)
-        return dict(zip(ids, ctx.att.normalised(ids, torch.tensor([tau[i] for i in ids]), settings.unlearn).tolist()))
+        segments = BRANCHES[ctx.att.conditioning(settings, q.prompt if prompt else None)][1]  # whose sensitivities
+        return dict(zip(ids, ctx.att.normalised(ids, torch.tensor([tau[i] for i in ids]), settings.unlearn,
+                                                segments).tolist()))
 
     return score
 
@@ -338,6 +340,8 @@ def random_scores(ctx: Context, q: Query) -> Scores:
 register_unlearning("unlearning", AttributeSettings())
 #: the mode a copy found without a prompt is answered in: query and segments both on the null branch
 register_unlearning("unlearning:unconditional", AttributeSettings(conditioning="unconditional"), prompt=False)
+#: the query without its prompt, its step on the null branch, the segments under their captions
+register_unlearning("unlearning:audio", AttributeSettings(conditioning="audio"), prompt=False)
 for _subset in SUBSETS:
     for _norm in ("self", "none"):
         register_unlearning(f"unlearning:{_subset}:{_norm}", AttributeSettings(UnlearnSettings(subset=_subset, normalize=_norm)))
