@@ -35,6 +35,7 @@ from tda_plugin.credits import build_credits
 from tda_plugin.errors import AudioError
 from tda_plugin.evaluation import add_noise, pitch_shift, segment_audio, spread_segments
 from tda_plugin.settings import UnlearnSettings
+from tda_plugin.shortlist import top_ids
 
 BRANCHES = ("prompt", "unconditional")
 #: how many of NP's best segments the gated combination keeps (the credits' own top)
@@ -98,21 +99,19 @@ def measure(att: Attributor, queries: int, clips_per_style: int, steps: int, pro
     return {"probes": probes, "generated": generated}
 
 
-def combinations(ans: Answers) -> dict[str, np.ndarray]:
-    """Score vectors by mode name (the step's branch, then the segments')."""
+GATED = f"PP within NP's top {GATE}"
+#: the columns, in the order the table shows them
+MODES = ("PP", "NN", "NP", "PN", "min(PP, NP)", GATED)
+
+
+def combinations(ans: Answers, ids: list[int]) -> dict[str, np.ndarray]:
+    """Score vectors by mode name (the step's branch, then the segments'), in ``MODES`` order; ``ids``: the
+    segment of each score."""
     p, n = ans["qP"], ans["qN"]
-    return {"PP": np.asarray(p["prompt"]), "PN": np.asarray(p["unconditional"]),
-            "NN": np.asarray(n["unconditional"]), "NP": np.asarray(n["prompt"]),
-            "min(PP, NP)": np.minimum(np.asarray(p["prompt"]), np.asarray(n["prompt"])),
-            f"PP within NP's top {GATE}": np.where(_ranks(n["prompt"]) < GATE, np.asarray(p["prompt"]), -np.inf)}
-
-
-def _ranks(v: list[float]) -> np.ndarray:
-    """0 for the highest score, ties by position (segment id order)."""
-    order = sorted(range(len(v)), key=lambda j: (-v[j], j))
-    out = np.empty(len(v), dtype=int)
-    out[order] = np.arange(len(v))
-    return out
+    kept = set(top_ids(ids, torch.tensor(n["prompt"]), GATE))
+    return {"PP": np.asarray(p["prompt"]), "NN": np.asarray(n["unconditional"]), "NP": np.asarray(n["prompt"]),
+            "PN": np.asarray(p["unconditional"]), "min(PP, NP)": np.minimum(np.asarray(p["prompt"]), np.asarray(n["prompt"])),
+            GATED: np.where([i in kept for i in ids], np.asarray(p["prompt"]), -np.inf)}
 
 
 def tabulate(att: Attributor, doc: dict) -> dict[str, dict[str, list[int]]]:
@@ -138,19 +137,19 @@ def tabulate(att: Attributor, doc: dict) -> dict[str, dict[str, list[int]]]:
 
     for p in doc["probes"]:
         for check in EDITS:
-            for mode, score in combinations(p[check]).items():
+            for mode, score in combinations(p[check], ids).items():
                 seg, track, *_ = first(score)
                 count(check, mode, seg == p["sid"] if check == "self" else track == p["track"])
-        for mode, score in combinations(p["swap"]).items():
+        for mode, score in combinations(p["swap"], ids).items():
             *_, artist, by_best = first(score)
             count("swap: audio's artist", mode, artist == p["artist"])
             count("swap: prompt's artist", mode, artist == p["swap_artist"])
             count("swap: audio's artist, best track", mode, by_best == p["artist"])
             count("swap: prompt's artist, best track", mode, by_best == p["swap_artist"])
-    modes = list(combinations(doc["probes"][0]["self"])) if doc["probes"] else []
     for g in doc["generated"]:  # a clip the model generated silent credits no one: a miss, as in bench/behaviour.py
-        for mode in modes:
-            firsts = first(combinations(g)[mode]) if "error" not in g else (None,) * 4
+        scored = combinations(g, ids) if "error" not in g else {}
+        for mode in MODES:
+            firsts = first(scored[mode]) if scored else (None,) * 4
             count("generated: prompted artist", mode, firsts[2] == g["artist"])
             count("generated: prompted artist, best track", mode, firsts[3] == g["artist"])
     return table
@@ -190,11 +189,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.scores:
         (args.out / f"{args.name}.json").write_text(json.dumps(doc) + "\n")
-    modes = ["PP", "NN", "NP", "PN", "min(PP, NP)", f"PP within NP's top {GATE}"]
-    lines = ["| check | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
+    lines = ["| check | " + " | ".join(MODES) + " |", "|---|" + "---|" * len(MODES)]
     for key, label in CHECKS.items():
         if key in table:
-            lines.append(f"| {label} | " + " | ".join("{}/{}".format(*table[key][m]) for m in modes) + " |")
+            lines.append(f"| {label} | " + " | ".join("{}/{}".format(*table[key][m]) for m in MODES) + " |")
     md = (f"Branches on `{doc['index']}` ({doc['segments']} segments, {len(doc['probes'])} probes, "
           f"{len(doc['generated'])} generated clips), {doc['machine']}, {doc['wall_s']:.0f} s\n\n" + "\n".join(lines) + "\n")
     (args.out / f"{args.name}.md").write_text(md)
