@@ -84,9 +84,9 @@ def model(f: dict, n: int, *, candidates: int, shortlist: int, first_draws: int,
              + 64 * f["gradient_recompute"]}
     fixed = f["encode"] + f["unlearn_gradient"] + f["sketch"]
     m_default = default.candidate_count(n)
-    query = {f"fixed M = {candidates}, shortlist {shortlist} (an option: recall at this N unmeasured)":
+    query = {f"M = {candidates}, shortlist {shortlist} after {first_draws} draws (an option; its recall fell short at 1k-20k)":
              fixed + (candidates * first_draws + shortlist * (d - first_draws)) * f["forward_row"],
-             f"default ({default.candidates} of N = {m_default:,} candidates)": fixed + m_default * d * f["forward_row"],
+             f"default (--candidates {default.candidates}: {m_default:,} of N)": fixed + m_default * d * f["forward_row"],
              "--candidates all": fixed + n * d * f["forward_row"]}
     out: dict = {"flop": {"build": build, "query": query}, "seconds": {}}
     for precision, u in utilisation.items():

@@ -1,10 +1,10 @@
 """Recall of the exhaustive top-10 and query latency against catalogue size N, side by side with
 ``--candidates all``, from one run.
 
-    python bench/real_music_model.py /tmp/real/fetched /tmp/real-model --steps 6000
+    python bench/real_music_model.py /tmp/real/fetched /tmp/real-model --steps 2000
     tda index build /tmp/real-model/catalogue --ckpt /tmp/real-model/model/model.safetensors --out /tmp/real-model/idx
     python bench/query_scaling.py --index /tmp/real-model/idx --sizes 1000,5000,20000 \\
-        --held-out /tmp/real-model/held_out --noisy 4 --generated 3 --name real
+        --held-out /tmp/real-model/held_out --noisy 6 --generated 3 --name real-scale
 
 Catalogues of N segments are nested random subsets of one index (seeded), each written as an index of its
 own (``sub_index``: the subset's latents, baseline rows and sketches, the full index's Fisher), so every N
@@ -22,7 +22,8 @@ Queries: ``--held-out`` clips (not in the index; prompts from queries.json), ``-
 index's model with the catalogue's prompts, and ``--noisy`` training segments with 20 dB noise.
 Writes bench/results/query_scaling-<name>.{json,md,png}. To spread the queries over processes, run
 with ``--queries 0,1,2`` etc. (each writes its own JSON; the N-segment indexes are written once and
-reused), then ``--merge`` to combine them into one report.
+reused), then ``--merge`` to combine them into one report. ``--reuse-traces`` loads the exhaustive traces a
+previous run saved in ``--work`` instead of scoring them again, so a change of defaults is re-timed in minutes.
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ from tda_plugin.audio import load as load_audio
 from tda_plugin.catalog import Track
 from tda_plugin.evaluation import spread_segments
 from tda_plugin.experiments.prefilter import noisy_queries
-from tda_plugin.index import vectors
+from tda_plugin.index import vectors, verify
 from tda_plugin.index.catalog_db import CatalogDB, SegmentRow
 from tda_plugin.index.store import Index, sensitivity_name, shard_name
 from tda_plugin.recall import Query, QueryTrace, exhaustive_top, exhaustive_trace, staged_top
@@ -88,7 +89,8 @@ def sub_index(full: Index, ids: list[int], out: Path) -> Path:
     write_tensors(out / "baseline.safetensors", merged, fp)
     shutil.copy(full.root / "fisher.safetensors", out / "fisher.safetensors")
     vectors.save(vectors.build(np.stack([sketches[i] for i in ids]), np.array(ids)), out / "vectors.faiss")
-    write_json(out / "index.json", full.meta.to_dict())  # last: its presence marks the index written
+    meta = {**full.meta.to_dict(), "files": verify.manifest(out)}  # the subset's own files, checked on load
+    write_json(out / "index.json", meta)  # last: its presence marks the index written
     return out
 
 
@@ -138,6 +140,9 @@ def main() -> None:
     ap.add_argument("--merge", action="store_true", help="combine the --queries runs' JSON files into one report")
     ap.add_argument("--name", default="real")
     ap.add_argument("--work", type=Path, default=Path("/tmp/tda-query-scaling"))
+    ap.add_argument("--reuse-traces", action="store_true",
+                    help="load each query's exhaustive trace from --work (a previous run's) instead of scoring it again: "
+                         "re-times the default paths after a change of defaults, its --candidates all latency the trace's")
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     args = ap.parse_args()
     if args.merge:
@@ -154,7 +159,9 @@ def main() -> None:
     per_query = []
     for number in picked:
         q = qs[number]
-        trace = exhaustive_trace(subs[max(sizes)], q, order=order[:max(sizes)], marks=sizes)
+        stored = args.work / f"trace-{args.name}-{number}.npz"
+        trace = _load_trace(stored) if args.reuse_traces else \
+            exhaustive_trace(subs[max(sizes)], q, order=order[:max(sizes)], marks=sizes)
         row = {"number": number, "query": q.name, "seconds": trace.seconds, "sizes": {}}
         for n in sizes:
             members = set(order[:n])
@@ -171,11 +178,13 @@ def main() -> None:
         per_query.append(row)
         print(json.dumps({"query": q.name, **{n: {k: v for k, v in r.items() if k != "grid"} for n, r in row["sizes"].items()}}),
               flush=True)
-        _save_trace(args.work / f"trace-{args.name}-{number}.npz", trace)
+        if not args.reuse_traces:
+            _save_trace(stored, trace)
     doc = {"name": args.name, "index": str(args.index), "segments": len(order), "sizes": sizes,
            "draws": full.index.meta.settings["draws"], "default": {"candidates": default.candidates, "shortlist": default.shortlist,
                                                                    "shortlist_draws": default.shortlist_draws},
            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "wall_s": round(time.monotonic() - t0, 1),
+           "exhaustive": "from the traces of a previous run" if args.reuse_traces else "measured in this run",
            "queries": per_query}
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / (f"query_scaling-{args.name}" + (f"-q{args.queries.replace(',', '_')}" if args.queries else ""))
@@ -197,7 +206,13 @@ def merge(out: Path, name: str) -> None:
 def _save_trace(path: Path, trace: QueryTrace) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, ids=np.array(trace.ids), change=trace.change, sensitivity=trace.sensitivity,
-                        ranking=np.array(trace.ranking), name=trace.name)
+                        ranking=np.array(trace.ranking), name=trace.name, seconds=json.dumps(trace.seconds))
+
+
+def _load_trace(path: Path) -> QueryTrace:
+    z = np.load(path)
+    return QueryTrace(str(z["name"]), z["ids"].tolist(), z["change"], z["sensitivity"], z["ranking"].tolist(),
+                      json.loads(str(z["seconds"])))
 
 
 def summary(doc: dict) -> dict:
@@ -217,7 +232,8 @@ def write_report(doc: dict, stem: Path) -> None:
     d = doc["default"]
     lines = [f"Query scaling — {doc['name']}: nested catalogues of one {doc['segments']}-segment index, {len(doc['queries'])} "
              f"queries, {doc['draws']} draws, {doc['machine']}, {doc['wall_s']} s. Default: {d['candidates']} candidates, "
-             f"shortlist {d['shortlist']} after a first pass over {d['shortlist_draws']} draws.", "",
+             f"shortlist {d['shortlist']} after a first pass over {d['shortlist_draws']} draws. Exhaustive scores "
+             f"(`--candidates all`): {doc.get('exhaustive', 'measured in this run')}.", "",
              "| N | path | segments scored (median) | top-10 recall (mean) | latency s (median) |", "|---|---|---|---|---|"]
     for n in doc["sizes"]:
         for p, label in (("default", "default (fixed M)"), ("previous", "previous default (4.5 % of N)"),

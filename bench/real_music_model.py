@@ -74,7 +74,7 @@ def main() -> None:
     tracks = read_catalog(args.out / "all-tracks")  # the model trains on every track, held-out ones too
     config = demo_config(sorted({t.caption or "" for t in tracks}), segment_samples=args.segment_samples,
                          embed_dim=args.embed_dim, depth=args.depth)
-    ckpt, _ = train_demo_model(tracks, args.out / "model", minutes=float("inf"), max_steps=args.steps, config=config)
+    ckpt, _ = train_demo_model(tracks, args.out / "model", steps=args.steps, config=config)
     print(f"{len(rows) - len(held)} tracks in {args.out / 'catalogue'}, {len(held)} held out; model {ckpt}")
 
 

@@ -129,15 +129,17 @@ class AttributeSettings:
     #: segments to report
     top: int = 10
     #: candidates scored exactly: an int M (the prefilter's top M), a percentage of the catalogue ("5%"),
-    #: or "all" (no prefilter). Default: the smallest measured share whose top-10 recall on the real
-    #: catalogue kept a margin over 0.95 (0.97; 4 % gave 0.95) and that is over 20x faster than
-    #: scoring all at N = 20 000 (bench/prefilter_recall.py, bench/latency.py; docs/performance.md). A fixed M
-    #: (flat per-query cost) is offered but not the default: its recall at 5k-20k segments is not yet measured
-    candidates: int | str = "4.5%"
+    #: or "all" (no prefilter). Default: a fixed 256, so a query's cost does not grow with the catalogue: on a
+    #: model trained on real music, the prefilter's top 256 held every query's exhaustive top-10 at N = 1 000,
+    #: 5 000 and 20 000 segments (12 queries; 128 gave 0.99-1.0, 64 0.975; bench/query_scaling.py,
+    #: docs/performance.md); on the smaller catalogues measured (72 to 459 segments) 256 is more than the
+    #: 20 % share whose recall was already 0.93-1.0
+    candidates: int | str = 256
     #: of those candidates, how many get exact scores over all the index's draws: the best ``shortlist`` by a
     #: first pass over ``shortlist_draws`` of the draws (tda_plugin/shortlist.py); None: every candidate.
-    #: Never applies to ``candidates="all"``, which scores every segment over every draw. Off by default: its
-    #: recall against the exhaustive ranking has not been measured yet (bench/query_scaling.py measures it)
+    #: Never applies to ``candidates="all"``, which scores every segment over every draw. Off by default: a first
+    #: pass over 1-4 draws ranks candidates worse than the prefilter does (top-10 recall 0.00-0.64 for every
+    #: shortlist of 16-64 measured at 1k-20k segments, bench/query_scaling.py)
     shortlist: int | None = None
     #: draws of the first pass (spread over the timestep strata)
     shortlist_draws: int = 4
