@@ -8,7 +8,7 @@ clips), each probe answered in every combination of the two places a conditionin
 the same fixed draws: the query's step under its prompt (P) or the model's null branch (N), and the
 segments' loss changes under their captions (P) or the null branch (N). The artist checks are also
 counted as they would be had an artist's credit been its best track's, not the sum of its tracks'. "PP" is `--conditioning prompt`,
-"NN" `--conditioning unconditional`; "NP" and "PN" are not modes of `tda attribute`. Under an N step the
+"NN" `--conditioning unconditional`, "NP" `--conditioning audio`, the gated column `--conditioning gated`; "PN" is not a mode of `tda attribute`. Under an N step the
 prompt is never read, so a probe's NP and NN answers are the same with or without its prompt (and the prompt
 swap's are those of the probe itself). Two combinations of a probe's score vectors are also counted:
 "min(PP, NP)", each segment's smaller score of the two (a segment must rise whether the clip is forgotten
@@ -30,15 +30,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from tda_plugin import Attributor
+from tda_plugin import Attributor, gating
 from tda_plugin.credits import build_credits
 from tda_plugin.errors import AudioError
 from tda_plugin.evaluation import add_noise, pitch_shift, segment_audio, spread_segments
 from tda_plugin.settings import UnlearnSettings
-from tda_plugin.shortlist import top_ids
 
 BRANCHES = ("prompt", "unconditional")
-#: how many of NP's best segments the gated combination keeps (the credits' own top)
+#: how many of NP's best segments the gated combination keeps (the credits' own top, as ``--conditioning gated``)
 GATE = 10
 EDITS = {"self": None, "noisy": add_noise, "semitone": pitch_shift}
 #: a query's score vectors by segment branch, keyed "qP" / "qN" by the step's branch
@@ -108,10 +107,10 @@ def combinations(ans: Answers, ids: list[int]) -> dict[str, np.ndarray]:
     """Score vectors by mode name (the step's branch, then the segments'), in ``MODES`` order; ``ids``: the
     segment of each score."""
     p, n = ans["qP"], ans["qN"]
-    kept = set(top_ids(ids, torch.tensor(n["prompt"]), GATE))
+    kept = set(gating.kept(ids, torch.tensor(n["prompt"]), GATE))  # --conditioning gated's rule
     return {"PP": np.asarray(p["prompt"]), "NN": np.asarray(n["unconditional"]), "NP": np.asarray(n["prompt"]),
             "PN": np.asarray(p["unconditional"]), "min(PP, NP)": np.minimum(np.asarray(p["prompt"]), np.asarray(n["prompt"])),
-            GATED: np.where([i in kept for i in ids], np.asarray(p["prompt"]), -np.inf)}
+            GATED: np.where([i in kept for i in ids], gating.credited(torch.tensor(p["prompt"])).numpy(), -np.inf)}
 
 
 def tabulate(att: Attributor, doc: dict) -> dict[str, dict[str, list[int]]]:

@@ -104,7 +104,8 @@ def attribute(
                                                    "index without null-branch baselines); prompt: always "
                                                    "the prompt (empty if none); audio: the clip on the model's null branch, "
                                                    "the segments under their captions (the prompt is not read); "
-                                                   "unconditional: clip and segments on the null branch")] = AttributeSettings.conditioning,
+                                                   "unconditional: clip and segments on the null branch; gated: the "
+                                                   "top segments by audio, credited by the prompt")] = AttributeSettings.conditioning,
     track_credit: Annotated[str, typer.Option(help="a track's credit from its top segments' positive scores: max "
                                                    "(its best segment) or sum")] = AttributeSettings.track_credit,
     seconds_start: Annotated[Optional[float], typer.Option(help="timing conditioning the clips were generated with "

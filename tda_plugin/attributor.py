@@ -11,7 +11,7 @@ parameter subset, silence/padding masked) -> prefilter candidates (FAISS) -> exa
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from . import audio as audio_io
-from . import distributed, shortlist
+from . import distributed, gating, shortlist
 from .adapter import Conditioning, ModelAdapter
 from .credits import build_credits
 from .embedders import uses_gradients
@@ -305,6 +305,9 @@ class Attributor:
             raise TdaError(f"the {self.adapter.name} model has no null branch, so --conditioning {kind} cannot be used: "
                            "pass the prompt the clip was generated with, or --conditioning prompt to score it under an "
                            "empty prompt")
+        if kind == "gated" and not prompt:
+            raise TdaError("--conditioning gated credits the clip's segments by its prompt, and it has none: pass --prompt, "
+                           "or use --conditioning audio or unconditional for a clip found without one")
         if segment_branch == "unconditional" and not self.index.has_unconditional:
             raise TdaError(f"{self.index.root} has no unconditional baselines, so --conditioning {kind} cannot be used: "
                            "use --conditioning audio (the clip on the null branch, the segments under their captions), "
@@ -339,6 +342,10 @@ class Attributor:
         with stage("prefilter"):
             candidates = self.candidates(query, settings)
         scored = shortlist.scores(self, candidates, names, delta, un, settings, segment_branch)
+        fully_scored = len(scored.ids)
+        if kind == "gated":
+            with stage("gate"):
+                scored = self._gated(query, scored, un, settings)
         ids, tau, score = scored.ids, scored.tau, scored.score
         scores = {sid: float(s) for sid, s in zip(ids, score.tolist())}
         raw = dict(zip(ids, tau.tolist()))
@@ -355,12 +362,24 @@ class Attributor:
             method={**un.to_dict(), "conditioning": kind, "alpha": alpha, "alpha_from": "given" if un.alpha else "relative_step",
                     "damping": damping, "sensitivity_damping": index_damping, "draws": draws, "seed": seed, "candidates": settings.candidates,
                     "candidates_scored": len(candidates), "shortlist": settings.shortlist,
-                    "shortlist_draws": settings.shortlist_draws, "track_credit": settings.track_credit, "scored": len(ids), "embedder": meta.settings["embedder"], "training_segments": len(self.index.segments),
+                    "shortlist_draws": settings.shortlist_draws, "track_credit": settings.track_credit, "scored": fully_scored, "embedder": meta.settings["embedder"], "training_segments": len(self.index.segments),
                     "segment_seconds": meta.segment_seconds, "relative_step": relative_step,
                     "prefilter": self.prefilter_basis(un, len(candidates))},
             segments=segs, credits=credits, artists=artists, scores=scores)
         result.vetoes = after_attribution(result.to_dict())
         return result
+
+    def _gated(self, query: EncodedQuery, audio: shortlist.Scored, un: UnlearnSettings,
+               settings: AttributeSettings) -> shortlist.Scored:
+        """The gated conditioning's second stage (:mod:`.gating`): of the segments the clip's audio ranks best (its
+        step on the null branch), the credits' own top, each scored after a second step under the clip's prompt."""
+        ids = gating.kept(audio.ids, audio.score, settings.top)
+        prompted = replace(query, conditioning=[replace(c, unconditional=False) for c in query.conditioning],
+                           mode="prompt", step=None)
+        names, delta, _, _ = self.forget(prompted, un)
+        batch = settings.batch_size or self._auto_batch(ids, settings.precision)
+        tau, score = self.exact_scores(ids, names, delta, un, batch, settings.precision, "prompt")
+        return shortlist.Scored(ids, tau, gating.credited(score))
 
     def attribute_file(self, path: Path, *, prompt: str | None = None, settings: AttributeSettings = AttributeSettings(),
                        seconds_start: float = 0.0, seconds_total: float | None = None) -> AttributionResult:

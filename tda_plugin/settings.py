@@ -11,12 +11,13 @@ from .errors import TdaError
 SUBSETS = ("blocks", "self_attn", "cross_attn", "cross_attn_kv")
 #: λ = damping · mean Fisher divides by F + λ, and a Fisher has exact zeros (parameters without gradient)
 DAMPING_ERROR = "damping must be positive (the preconditioner divides by F + damping · mean F, and F has zeros)"
-CONDITIONINGS = ("auto", "prompt", "unconditional", "audio")
-ConditioningMode = Literal["prompt", "unconditional", "audio"]
+CONDITIONINGS = ("auto", "prompt", "unconditional", "audio", "gated")
+ConditioningMode = Literal["prompt", "unconditional", "audio", "gated"]
 #: (the query's step, the segments' loss changes) under each conditioning: "prompt" is the clip's prompt or the
-#: segments' captions, "unconditional" the model's null (classifier-free guidance) branch
+#: segments' captions, "unconditional" the model's null (classifier-free guidance) branch. "gated" (tda_plugin/gating.py)
+#: ranks as "audio" does, then credits the best of that ranking by a second step under the prompt
 BRANCHES: dict[str, tuple[str, str]] = {"prompt": ("prompt", "prompt"), "unconditional": ("unconditional", "unconditional"),
-                                        "audio": ("unconditional", "prompt")}
+                                        "audio": ("unconditional", "prompt"), "gated": ("unconditional", "prompt")}
 
 
 @dataclass(frozen=True)
@@ -154,8 +155,10 @@ class AttributeSettings:
     #: or "auto" (prompt when the query has one; else unconditional where the index has null-branch baselines,
     #: audio where it has not). Without a prompt, "audio" ranks a training segment first more often than
     #: "unconditional" (demo 22/24 against 19/24, real music 12/12 against 11/12) but names the prompted artist
-    #: of generated clips less often (11/16 against 13/16, 1/11 against 5/11; docs/evaluation.md, "Which branch")
-    conditioning: Literal["auto", "prompt", "unconditional", "audio"] = "auto"
+    #: of generated clips less often (11/16 against 13/16, 1/11 against 5/11; docs/evaluation.md, "Which branch").
+    #: "gated" (needs the prompt): the ``top`` segments "audio" ranks best, credited by their "prompt" scores
+    #: (tda_plugin/gating.py): a wrong prompt cannot bring in other material, the right one orders it
+    conditioning: Literal["auto", "prompt", "unconditional", "audio", "gated"] = "auto"
     #: how a track's credit gathers the positive scores of its segments among the top: "max" (its best segment,
     #: so that a track is not credited more for having more segments) or "sum". "max" found the source track
     #: of noisy copies 23/24 against 15/24 on the demo, 12/12 against 11/12 on real music, the other checks

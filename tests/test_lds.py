@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from tda_plugin.cli.app import app
 from tda_plugin.experiments import methods
 from tda_plugin.experiments.counterfactual import noise_floor, summarise
-from tda_plugin.experiments.lds import random_subsets
+from tda_plugin.experiments.lds import random_subsets, unlearning_passes
 from tda_plugin.experiments.metrics import linear_datamodeling_score, mean_interval, paired_test
 from tda_plugin.settings import AttributeSettings, UnlearnSettings
 
@@ -198,3 +198,42 @@ def test_output_change_is_the_squared_change_of_the_output_second_order_in_the_s
     assert one.shape == (len(att.index.segments),) and (one > 0).all()
     assert np.allclose(two / one, 4.0, rtol=0.02) and np.allclose(half / one, 0.25, rtol=0.02)
     assert "output_change" in methods.matching(["output_change"])
+
+
+def test_gated_credits_the_audios_top_by_the_prompted_scores_and_is_derived_from_stored_parts(tmp_path: Path) -> None:
+    """The gate keeps the segments the audio ranks best (ties to the lower id) and scores them by their positive
+    prompted score, every other segment 0; ``all_scores`` combines it from its parts, scoring and storing them
+    once, so a second call scores nothing."""
+    from types import SimpleNamespace
+
+    from tda_plugin.experiments.retraining import Query
+    from tda_plugin.experiments.scores import ScoreStore, all_scores
+
+    prompted = np.array([5.0, -1.0, 3.0, 9.0, 2.0])
+    audio = np.array([0.1, 0.9, 0.5, 0.0, 0.5])
+    assert methods.gated(3)([prompted, audio]).tolist() == [0.0, 0.0, 3.0, 0.0, 2.0]  # kept 1, 2, 4; 1 not positive
+    calls: list[str] = []
+
+    def fixed(name: str, row: np.ndarray):
+        def score(ctx, q):
+            calls.append(name)
+            return dict(enumerate(row.tolist()))
+        return score
+
+    try:
+        methods.register("test:p", fixed("p", prompted))
+        methods.register("test:a", fixed("a", audio))
+        gate = methods.register_derived("test:gate", ("test:p", "test:a"), methods.gated(2), settings={"keep": 2})
+        assert gate.cache_key != methods.register_derived("test:g3", ("test:p", "test:a"), methods.gated(3)).cache_key
+        index = SimpleNamespace(segments=dict.fromkeys(range(5)),
+                                meta=SimpleNamespace(fingerprint="f", settings={}, corpus_hash="c"))
+        ctx = SimpleNamespace(att=SimpleNamespace(index=index))
+        store, query = ScoreStore(tmp_path, ctx), Query("q", "held-out", np.zeros((1, 8), np.float32), 8000, "x")
+        for _ in range(2):
+            got = all_scores(ctx, [gate], [query], store)
+            assert got["test:gate"][0].tolist() == [0.0, 0.0, 3.0, 0.0, 0.0]
+        assert calls == ["p", "a"]  # the parts once, then from the store
+        assert unlearning_passes(["unlearning:gated"]) == 2  # the prompted pass and the audio's
+    finally:
+        for name in ("test:p", "test:a", "test:gate", "test:g3"):
+            methods.REGISTRY.pop(name, None)

@@ -90,3 +90,29 @@ def test_index_without_unconditional_baselines_says_so(tmp_path: Path, tiny_mode
     assert att.attribute(audio, 8000, prompt=None, settings=AttributeSettings(candidates="all")).method["conditioning"] == "prompt"
     with pytest.raises(TdaError, match="has no null branch"):
         att.attribute(audio, 8000, prompt=None, settings=AttributeSettings(candidates="all", conditioning="audio"))
+
+
+def test_gated_credits_the_audios_top_segments_by_the_prompted_scores(tiny_index: Path, tiny_catalogue: Path) -> None:
+    """``gated``: the ``top`` segments the audio ranks best (as ``audio`` ranks them), each its positive score under
+    the prompt (as ``prompt`` scores it); the same rule as the experiments' ``unlearning:gated`` method."""
+    from tda_plugin.experiments.methods import gated
+
+    att = Attributor.from_index(tiny_index)
+    audio, sr = sf.read(tiny_catalogue / "audio" / "t1.wav", dtype="float32")
+    settings = AttributeSettings(candidates="all", top=2)
+    heard = att.attribute(audio, sr, prompt="high beep", settings=replace(settings, conditioning="audio"))
+    prompted = att.attribute(audio, sr, prompt="high beep", settings=replace(settings, conditioning="prompt"))
+    both = att.attribute(audio, sr, prompt="high beep", settings=replace(settings, conditioning="gated"))
+    assert both.method["conditioning"] == "gated" and both.method["scored"] == len(att.index.segments)
+    assert set(both.scores) == {s["segment_id"] for s in heard.segments}
+    # the kept segments are scored again in a batch of their own: float32 sums in another order (τ is a difference
+    # of losses at this random model's float32 resolution, so the last digits move)
+    assert both.scores == pytest.approx({i: max(prompted.scores[i], 0.0) for i in both.scores}, rel=1e-3)
+    ids = sorted(att.index.segments)
+    rule = gated(2)([np.array([prompted.scores[i] for i in ids]), np.array([heard.scores[i] for i in ids])])
+    assert {i: float(v) for i, v in zip(ids, rule) if v != 0} == pytest.approx(both.scores, rel=1e-3)
+    assert [s["loss_change"] for s in both.segments] == pytest.approx(
+        [float(p["loss_change"]) for s in both.segments for p in prompted.segments if p["segment_id"] == s["segment_id"]],
+        rel=1e-3)
+    with pytest.raises(TdaError, match="gated credits .* by its prompt"):
+        att.attribute(audio, sr, prompt=None, settings=replace(settings, conditioning="gated"))

@@ -229,8 +229,10 @@ class Lds:
 def unlearning_passes(patterns: Sequence[str]) -> int:
     """How many distinct unlearning passes per query the selected methods need (normalisations share one)."""
     keys = set()
+    chosen = {m.name for m in REGISTRY.values() if any(fnmatch.fnmatchcase(m.name, p) for p in patterns)}
+    chosen |= {p for name in list(chosen) for p in REGISTRY[name].parts}  # a derived method needs its parts
     for m in REGISTRY.values():
-        if "attribute" in m.settings and any(fnmatch.fnmatchcase(m.name, p) for p in patterns):
+        if "attribute" in m.settings and m.name in chosen:
             a = dict(m.settings["attribute"])
             a["unlearn"] = {k: v for k, v in a["unlearn"].items() if k != "normalize"}
             keys.add(json.dumps([a, m.settings.get("prompt")], sort_keys=True, default=str))

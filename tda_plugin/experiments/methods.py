@@ -22,6 +22,9 @@ Built in (``select`` drops those the index or model cannot serve, saying why):
 * ``output_change`` — the mean squared change of the network's output on each segment under the query's
   unlearning step (after DAS; adapters that offer ``prediction``);
 * ``similar:<embedder>`` — cosine similarity under every installed similarity embedder;
+* ``unlearning:gated`` — the segments the clip's *audio* points to (``unlearning:audio``'s best ten, the credits'
+  own top), credited by the prompted scores (``unlearning``), the rest zero: a combination found on the behaviour
+  probes (docs/evaluation.md), derived from its two parts' stored scores;
 * ``random`` — Gaussian scores seeded by the index seed and the query.
 """
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from .. import gating
 from ..errors import TdaError
 from ..fisher import named_parameters, segment_gradients
 from ..index.builder import segment_conditioning
@@ -75,6 +79,9 @@ class Method:
     #: everything besides the name that changes the scores; part of the cache key of stored scores
     settings: Mapping[str, Any] = field(default_factory=dict)
     available: Availability = always
+    #: a method derived from others' scores: their names, and how their vectors (segment-id order) combine
+    parts: tuple[str, ...] = ()
+    combine: Callable[[Sequence[np.ndarray]], np.ndarray] | None = None
 
     @property
     def cache_key(self) -> str:
@@ -82,6 +89,7 @@ class Method:
         return f"{self.name}@{hashlib.sha1(blob).hexdigest()[:10]}"
 
     def score(self, ctx: Context, queries: Sequence[Query]) -> list[Scores]:
+        assert self.combine is None, "a derived method is combined from its parts' scores (scores.all_scores)"
         if self.many is not None:
             return self.many(ctx, queries)
         assert self.one is not None
@@ -102,6 +110,18 @@ def register_many(name: str, fn: ManyQueries, *, settings: Mapping[str, Any] | N
                   available: Availability | None = None) -> Method:
     """Add a method that scores all queries in one call (when one pass over the catalogue serves them all)."""
     REGISTRY[name] = Method(name, many=fn, settings=dict(settings or {}), available=available or always)
+    return REGISTRY[name]
+
+
+def register_derived(name: str, parts: Sequence[str], combine: Callable[[Sequence[np.ndarray]], np.ndarray], *,
+                     settings: Mapping[str, Any] | None = None) -> Method:
+    """Add a method computed from other registered methods' score vectors, so a run that stores its parts' scores
+    (or has them already) pays nothing more for it; it can serve wherever every part can."""
+    def available(ctx: Context) -> str | None:
+        return next((why for why in (REGISTRY[p].available(ctx) for p in parts) if why is not None), None)
+
+    keys = {"parts": [REGISTRY[p].cache_key for p in parts], **dict(settings or {})}
+    REGISTRY[name] = Method(name, settings=keys, available=available, parts=tuple(parts), combine=combine)
     return REGISTRY[name]
 
 
@@ -331,6 +351,24 @@ def similarity(embedder: str) -> Method:
     return Method(f"similar:{embedder}", one=score, settings={"embedder": embedder})
 
 
+# -- combinations -----------------------------------------------------------------------------------------------
+#: how many of the audio's best segments the gated combination keeps: the credits' own top (``tda attribute --top``)
+GATE = 10
+
+
+def gated(keep: int = GATE) -> Callable[[Sequence[np.ndarray]], np.ndarray]:
+    """``(prompted, audio) -> scores`` in segment-id order: :mod:`tda_plugin.gating`'s rule (the ``keep`` segments
+    the audio ranks best, each its positive prompted score), every other segment 0, uncredited."""
+    def combine(parts: Sequence[np.ndarray]) -> np.ndarray:
+        prompted, audio = (torch.as_tensor(np.asarray(p, dtype=np.float64)) for p in parts)
+        rows = gating.kept(list(range(len(audio))), audio, keep)
+        out = torch.zeros_like(prompted)
+        out[rows] = gating.credited(prompted[rows])
+        return out.numpy()
+
+    return combine
+
+
 def random_scores(ctx: Context, q: Query) -> Scores:
     ids = _ids(ctx)
     rng = np.random.default_rng([int(ctx.att.index.meta.settings["seed"]), int(q.key, 16) % 2**32])
@@ -351,4 +389,5 @@ register_many("first_order:none", first_order("none"), settings={"step": asdict(
               available=_has_subset(FIRST_ORDER_STEP.subset))
 register_many("gradient_sketch", gradient_sketch, settings={"step": asdict(FIRST_ORDER_STEP)}, available=_sketched_index)
 register_many("output_change", output_change(), settings={"step": asdict(UnlearnSettings())}, available=_has_prediction)
+register_derived("unlearning:gated", ("unlearning", "unlearning:audio"), gated(), settings={"keep": GATE})
 register("random", random_scores)

@@ -16,7 +16,7 @@ import numpy as np
 from ..atomic import write_json
 from ..progress import task
 from .context import Context
-from .methods import Method
+from .methods import REGISTRY, Method
 from .retraining import Query
 
 
@@ -54,7 +54,12 @@ def all_scores(ctx: Context, methods: Sequence[Method], queries: Sequence[Query]
     """method name -> one score vector per query (in ``store.ids`` order), computing only what is not stored.
 
     Methods that score all queries at once run first; then queries one by one, every per-query method for a query
-    before the next, so one query's shared work (an unlearning pass, its step) is reused while it is in memory."""
+    before the next, so one query's shared work (an unlearning pass, its step) is reused while it is in memory;
+    derived methods last, from their parts' vectors (parts not asked for are scored and stored too)."""
+    derived = [m for m in methods if m.combine is not None]
+    methods = [m for m in methods if m.combine is None]
+    for m in derived:
+        methods += [REGISTRY[p] for p in m.parts if all(p != n.name for n in methods)]
     have = {m.name: [store.get(q, m) for q in queries] for m in methods}
     todo = sum(v is None for rows in have.values() for v in rows)
     with task("scoring queries", todo) as advance:
@@ -71,4 +76,6 @@ def all_scores(ctx: Context, methods: Sequence[Method], queries: Sequence[Query]
                 if have[m.name][j] is None:
                     have[m.name][j] = store.put(q, m, dict(m.score(ctx, [q])[0]))
                     advance(1)
+    for m in derived:
+        have[m.name] = [m.combine([have[p][j] for p in m.parts]) for j in range(len(queries))]
     return {name: [v for v in rows if v is not None] for name, rows in have.items()}
