@@ -353,7 +353,7 @@ def similarity(embedder: str) -> Method:
 
 # -- combinations -----------------------------------------------------------------------------------------------
 #: how many of the audio's best segments the gated combination keeps: the credits' own top (``tda attribute --top``)
-GATE = 10
+GATE = AttributeSettings.top
 
 
 def gated(keep: int = GATE) -> Callable[[Sequence[np.ndarray]], np.ndarray]:
