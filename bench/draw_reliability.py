@@ -11,7 +11,9 @@ unlearning draws) and in their number of draws.
 
 Every query is scored on every segment (``--candidates all``, otherwise the defaults) on each index; for each
 pair of indexes with the same number of draws and different seeds it reports the top-10 overlap, whether the
-first segment, the first credited track and the first credited artist agree, and the Spearman correlation of the two score vectors; for each index, where the
+first segment, the first credited track and the first credited artist agree, and the Spearman correlation of the two score vectors;
+whether the first index's own results called their first track and artist settled (tda_plugin/stability.py), against
+whether the second seed agreed (does the flag predict it?); for each index, where the
 source segment of each noisy copy ranks. A ranking that a second seed does not reproduce is noise, whatever a
 single-seed check (self-influence, recall against the exhaustive ranking) says, since those share the seed.
 ``--traces FILE...`` instead splits stored exhaustive traces of ``bench/query_scaling.py`` into their even and odd
@@ -37,6 +39,7 @@ from tda_plugin.evaluation import spread_segments
 from tda_plugin.experiments.prefilter import clip_queries, noisy_queries
 from tda_plugin.experiments.retraining import held_out_queries
 from tda_plugin.recall import Query
+from tda_plugin.stability import settled
 
 EXHAUSTIVE = AttributeSettings(candidates="all")
 K = 10
@@ -57,13 +60,28 @@ def first_credits(att: Attributor, scores: np.ndarray) -> tuple[int | None, str 
     return (credits[0]["track_id"] if credits else None), (artists[0]["artist"] if artists else None)
 
 
-def score_all(att: Attributor, queries: list) -> np.ndarray:
-    """[Q, N] exact scores in segment-id order."""
+def score_all(att: Attributor, queries: list) -> tuple[np.ndarray, list[dict[str, bool]]]:
+    """[Q, N] exact scores in segment-id order, and per query whether the result called its first track and its
+    first artist settled (tda_plugin/stability.py)."""
     ids = sorted(att.index.segments)
     out = np.zeros((len(queries), len(ids)))
+    settles = []
     for j, q in enumerate(queries):
-        scores = att.attribute(q.audio, q.sample_rate, prompt=q.prompt, settings=EXHAUSTIVE).scores
-        out[j] = [scores[i] for i in ids]
+        result = att.attribute(q.audio, q.sample_rate, prompt=q.prompt, settings=EXHAUSTIVE)
+        out[j] = [result.scores[i] for i in ids]
+        settles.append({"track": settled(result.credits), "artist": settled(result.artists)})
+    return out, settles
+
+
+def calibration(rows: list[dict], settles: list[dict[str, bool]]) -> dict[str, dict[str, list[int]]]:
+    """Per level (track, artist): [agreeing, queries] of the second seed among the queries the first index's result
+    called settled, and among those it called unsettled: does the flag predict what a second seed does?"""
+    out = {}
+    for level in ("track", "artist"):
+        agree = [bool(r[f"first_{level}"]) for r in rows]
+        flags = [s[level] for s in settles]
+        out[level] = {"settled": [sum(a for a, f in zip(agree, flags) if f), sum(flags)],
+                      "unsettled": [sum(a for a, f in zip(agree, flags) if not f), len(flags) - sum(flags)]}
     return out
 
 
@@ -85,12 +103,14 @@ def from_indexes(paths: list[Path], clips: Path | None, listed: list[Path], nois
     queries += noisy_queries(first, sources)
     kinds += ["noisy"] * len(sources)
     ids = sorted(first.index.segments)
-    labels, scores, seconds = [], [], []
+    labels, scores, settles, seconds = [], [], [], []
     for p, att in zip(paths, atts):
         s = att.index.meta.settings
         labels.append(f"seed {s['seed']}, {s['draws']} draws")
         t = time.perf_counter()
-        scores.append(score_all(att, queries))
+        score, settle = score_all(att, queries)
+        scores.append(score)
+        settles.append(settle)
         seconds.append(round(time.perf_counter() - t, 1))
         print(f"{labels[-1]}: {seconds[-1]} s", flush=True)
     pairs = []
@@ -105,7 +125,7 @@ def from_indexes(paths: list[Path], clips: Path | None, listed: list[Path], nois
             rows.append({**row, "first_track": float(track_a == track_b), "first_artist": float(artist_a == artist_b)})
         pairs.append({"draws": sa["draws"], "a": labels[a], "b": labels[b], "per_query": rows,
                       **{kind: _mean(r for r, k in zip(rows, kinds) if k == kind) for kind in sorted(set(kinds))},
-                      "all": _mean(rows)})
+                      "all": _mean(rows), "settled_on_a": settles[a], "calibration": calibration(rows, settles[a])})
     source_ranks = {labels[i]: [int(1 + np.sum(scores[i][len(queries) - len(sources) + j] >
                                                scores[i][len(queries) - len(sources) + j][ids.index(sid)]))
                                 for j, sid in enumerate(sources)] for i in range(len(paths))}
@@ -145,10 +165,19 @@ def write_report(doc: dict, stem: Path) -> None:
              "| draws | a | b | queries | top-10 overlap mean (min) | same first segment | same first track | same first artist "
              "| Spearman |", "|---|---|---|---|---|---|---|---|---|"]
     for p in doc["pairs"]:
-        groups = [(k, g) for k, g in p.items() if isinstance(g, dict) and k != "all"] + [("all", p["all"])]
+        groups = [(k, p[k]) for k in sorted(set(doc["kinds"])) if k in p] + [("all", p["all"])]
         for kind, g in groups:
             lines.append(f"| {p['draws']} | {p['a']} | {p['b']} | {kind} ({g['n']}) | {g['topk']:.2f} ({g['topk_min']:.1f}) "
                          f"| {g['first']:.2f} | {_cell(g, 'first_track')} | {_cell(g, 'first_artist')} | {g['spearman']:.3f} |")
+    calibrated = [p for p in doc["pairs"] if "calibration" in p]
+    if calibrated:
+        lines += ["", "Does the first index's own flag (first in ≥ 90 % of resamples of its draws, tda_plugin/stability.py) "
+                  "predict whether the second seed agrees? Agreeing / queries:", "",
+                  "| draws | a | b | level | flagged settled on a | flagged unsettled on a |", "|---|---|---|---|---|---|"]
+        for p in calibrated:
+            for level, c in p["calibration"].items():
+                lines.append(f"| {p['draws']} | {p['a']} | {p['b']} | first {level} | {c['settled'][0]}/{c['settled'][1]} "
+                             f"| {c['unsettled'][0]}/{c['unsettled'][1]} |")
     if "noisy_source_rank" in doc:
         lines += ["", "Rank of each noisy copy's source segment:", ""]
         lines += [f"- {label}: {ranks}" for label, ranks in doc["noisy_source_rank"].items()]

@@ -77,6 +77,7 @@ def demo(
     err.print(Text(f"{len(run.clips)} clip(s) in {out_dir}/clips (WAV + .wav.credits.json), credits appended to {run.ledger}; "
                    f"the model's clips sound like the prompted artist in {fit.hits}/{fit.total} (independent check); "
                    f"the prompted artist is credited first in {run.styles_credited_first}/{len(run.clips)}; "
+                   f"that first artist is settled in {run.artists_settled}/{len(run.clips)}; "
                    f"report: {run.report}"), soft_wrap=True)
 
 

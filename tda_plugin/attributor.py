@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from . import audio as audio_io
-from . import distributed, gating, shortlist
+from . import distributed, gating, shortlist, stability
 from .adapter import Conditioning, ModelAdapter
 from .credits import build_credits
 from .embedders import uses_gradients
@@ -240,13 +240,18 @@ class Attributor:
                      conditioning: str = "prompt") -> tuple[torch.Tensor, torch.Tensor]:
         """(τ, score) of ``ids``: the mean loss change, and τ / s_i under the "self" normalisation; the
         segments are conditioned as ``conditioning`` says (their prompts, or the null branch)."""
+        tau = self.loss_changes(ids, names, delta, batch_size, precision, conditioning).mean(dim=1)
+        return tau, self.normalised(ids, tau, un, conditioning)
+
+    def loss_changes(self, ids: list[int], names: list[str], delta: list[torch.Tensor], batch_size: int,
+                     precision: Precision = "fp32", conditioning: str = "prompt") -> torch.Tensor:
+        """L(z_i, θ0+Δ) − L(z_i, θ0) [n, D], draw by draw: τ is their mean, and :mod:`.stability` resamples them."""
         if batch_size == 0:
             batch_size = self._auto_batch(ids, precision)
         after = self.losses_after(ids, names, delta, batch_size, precision, conditioning)
         base = self.index.baseline_rows(ids, conditioned("losses", conditioning)) if precision == "fp32" else \
             self.losses_after(ids, names, [torch.zeros_like(d) for d in delta], batch_size, precision, conditioning)
-        tau = (after - base).mean(dim=1)
-        return tau, self.normalised(ids, tau, un, conditioning)
+        return after - base
 
     def normalised(self, ids: list[int], tau: torch.Tensor, un: UnlearnSettings,
                    conditioning: str = "prompt") -> torch.Tensor:
@@ -354,6 +359,14 @@ class Attributor:
                                                settings.track_credit)
         for seg in segs:
             seg["loss_change"] = raw[seg["segment_id"]]
+        first_tracks, first_artists = stability.first_shares(
+            scored.change, self.normalised(ids, torch.ones(len(ids)), un, segment_branch),
+            [self.index.segments[i].track_id for i in ids], {t: row.artist for t, row in self.index.tracks.items()},
+            settings.top, settings.track_credit, seed)
+        for credit in credits:
+            credit["first_share"] = first_tracks.get(credit["track_id"], 0.0)
+        for artist in artists:
+            artist["first_share"] = first_artists.get(artist["artist"], 0.0)
         result = AttributionResult(
             query={"path": path, "prompt": prompt, "duration_s": round(query.duration_s, 6),
                    "seconds_start": seconds_start, "seconds_total": query.conditioning[0].total_s,
@@ -364,7 +377,9 @@ class Attributor:
                     "candidates_scored": len(candidates), "shortlist": settings.shortlist,
                     "shortlist_draws": settings.shortlist_draws, "track_credit": settings.track_credit, "scored": fully_scored, "embedder": meta.settings["embedder"], "training_segments": len(self.index.segments),
                     "segment_seconds": meta.segment_seconds, "relative_step": relative_step,
-                    "prefilter": self.prefilter_basis(un, len(candidates))},
+                    "prefilter": self.prefilter_basis(un, len(candidates)),
+                    "stability": {"resamples": stability.RESAMPLES, "of": f"the {draws} loss draws",
+                                  "settled_at": stability.SETTLED}},
             segments=segs, credits=credits, artists=artists, scores=scores)
         result.vetoes = after_attribution(result.to_dict())
         return result
@@ -378,8 +393,9 @@ class Attributor:
                            mode="prompt", step=None)
         names, delta, _, _ = self.forget(prompted, un)
         batch = settings.batch_size or self._auto_batch(ids, settings.precision)
-        tau, score = self.exact_scores(ids, names, delta, un, batch, settings.precision, "prompt")
-        return shortlist.Scored(ids, tau, gating.credited(score))
+        change = self.loss_changes(ids, names, delta, batch, settings.precision, "prompt")
+        tau = change.mean(dim=1)
+        return shortlist.Scored(ids, tau, gating.credited(self.normalised(ids, tau, un, "prompt")), change)
 
     def attribute_file(self, path: Path, *, prompt: str | None = None, settings: AttributeSettings = AttributeSettings(),
                        seconds_start: float = 0.0, seconds_total: float | None = None) -> AttributionResult:

@@ -105,6 +105,30 @@ def _method_items(result: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(str(k), _fmt_param(v)) for k, v in method.items()]
 
 
+def _fmt_first(credit: Mapping[str, Any]) -> str:
+    """A credit's share of the draw resamples that put it first (:mod:`tda_plugin.stability`); "–" for a result
+    stored before that was recorded."""
+    return _fmt_share(credit["first_share"]) if "first_share" in credit else "–"
+
+
+def unsettled_note(result: Mapping[str, Any]) -> str | None:
+    """A warning when the clip's first artist or first track is not settled: it comes first in too few resamples of
+    the model's loss draws (below the threshold the result records, ``method.stability.settled_at``)."""
+    settled_at = ((result.get("method") or {}).get("stability") or {}).get("settled_at")
+    credits, artists = list(result.get("credits") or []), list(result.get("artists") or [])
+    if settled_at is None or not credits or not artists or "first_share" not in credits[0]:
+        return None
+    track, artist = float(credits[0]["first_share"]), float(artists[0].get("first_share", 1.0))
+    if artist < float(settled_at):
+        return (f"The first artist is not settled: resampling the model's random loss draws puts {artists[0]['artist']} "
+                f"first in only {_fmt_share(artist)} of cases, so read the order of the artists as uncertain.")
+    if track < float(settled_at):
+        return (f"The first track is not settled: resampling the model's random loss draws puts it first in only "
+                f"{_fmt_share(track)} of cases, so read the order of the top tracks as uncertain (the first artist "
+                f"is settled: {_fmt_share(artist)}).")
+    return None
+
+
 def _unicode_bar(fraction: float, width: int = _BAR_WIDTH) -> str:
     """A bar with eighth-cell resolution, so close shares remain distinguishable."""
     fraction = min(max(float(fraction), 0.0), 1.0)
@@ -142,6 +166,7 @@ def credits_table(result: dict, *, top: int = 10) -> Table:
     table.add_column("licence", style="magenta")
     table.add_column("score", justify="right")
     table.add_column("share", justify="right", style="green")
+    table.add_column("stays first", justify="right", style="dim")
     for credit in shown:
         table.add_row(
             str(credit["rank"]),
@@ -150,9 +175,12 @@ def credits_table(result: dict, *, top: int = 10) -> Table:
             Text(str(credit.get("license", ""))),
             _fmt_score(credit["score"]),
             _fmt_share(credit["share"]),
+            _fmt_first(credit),
         )
-    if len(credits) > len(shown):
-        table.caption = f"showing {len(shown)} of {len(credits)} credited tracks"
+    notes = [f"showing {len(shown)} of {len(credits)} credited tracks"] if len(credits) > len(shown) else []
+    notes += [n for n in (unsettled_note(result),) if n]
+    if notes:
+        table.caption = "\n".join(notes)
     return table
 
 
@@ -164,12 +192,14 @@ def artists_table(result: dict) -> Table:
     table.add_column("artist", style="cyan")
     table.add_column("share", justify="right", style="green")
     table.add_column("", style="green", no_wrap=True)
+    table.add_column("stays first", justify="right", style="dim")
     for artist in artists:
         share = float(artist["share"])
         table.add_row(
             Text(str(artist["artist"])),
             _fmt_share(share),
             _unicode_bar(share / peak if peak > 0 else 0.0),
+            _fmt_first(artist),
         )
     return table
 
@@ -298,6 +328,8 @@ class _Clip:
     player: _Player
     credits: list[dict[str, str]]
     credits_note: str | None
+    #: the first credit is not settled under resampled draws (:func:`unsettled_note`)
+    unsettled_note: str | None
     artists: list[dict[str, Any]]
     artists_note: str | None
     segments: list[dict[str, Any]] = field(default_factory=list)
@@ -351,9 +383,11 @@ def _clip(number: int, clip: ClipReport, top: int, source: AudioSource) -> _Clip
         player=_Player(source(data, mime, f"clip{number:02d}"), player_name),
         credits=[{"rank": str(c["rank"]), "artist": str(c["artist"]), "title": str(c["title"]),
                   "license": str(c.get("license") or ""), "path": str(c.get("path") or ""),
-                  "score": _fmt_score(c["score"]), "share": _fmt_share(c["share"])} for c in shown],
+                  "score": _fmt_score(c["score"]), "share": _fmt_share(c["share"]), "first": _fmt_first(c)}
+                 for c in shown],
+        unsettled_note=unsettled_note(result),
         credits_note=f"Showing {len(shown)} of {len(credits)} credited tracks." if len(credits) > len(shown) else None,
-        artists=[{"artist": str(a["artist"]), "share": _fmt_share(a["share"]),
+        artists=[{"artist": str(a["artist"]), "share": _fmt_share(a["share"]), "first": _fmt_first(a),
                   "bar": round(100.0 * max(float(a["share"]), 0.0) / peak, 1) if peak > 0 else 0.0} for a in artists],
         artists_note=f"Listed artists account for {_fmt_share(total)} of the credit." if artists and total < 0.995 else None,
         segments=_segments(clip, number, label, source),

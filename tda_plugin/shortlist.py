@@ -29,11 +29,14 @@ if TYPE_CHECKING:
 
 @dataclass
 class Scored:
-    """The fully scored segments (ids, mean loss change τ, final score) and the first pass's partial scores."""
+    """The fully scored segments (ids, mean loss change τ, final score, per-draw changes) and the first pass's
+    partial scores."""
 
     ids: list[int]
     tau: torch.Tensor
     score: torch.Tensor
+    #: [len(ids), D] the loss changes draw by draw, whose mean is ``tau`` (what :mod:`.stability` resamples)
+    change: torch.Tensor
     #: partial score of every candidate of the first pass (empty when every candidate was fully scored)
     first_pass: dict[int, float] = field(default_factory=dict)
 
@@ -59,8 +62,9 @@ def scores(att: "Attributor", ids: list[int], names: list[str], delta: list[torc
     k = settings.shortlist
     first = first_pass_draws(draws, settings.shortlist_draws)
     if settings.candidates == "all" or k is None or k >= len(ids) or len(first) >= draws:  # "all": exhaustive
-        tau, score = att.exact_scores(ids, names, delta, un, batch, settings.precision, conditioning)
-        return Scored(list(ids), tau, score)
+        change = att.loss_changes(ids, names, delta, batch, settings.precision, conditioning)
+        tau = change.mean(dim=1)
+        return Scored(list(ids), tau, att.normalised(ids, tau, un, conditioning), change)
     rest = [j for j in range(draws) if j not in first]
     def change(of: list[int], subset: list[int]) -> torch.Tensor:
         after = att.losses_after(of, names, delta, batch, settings.precision, conditioning, draws=subset)
@@ -74,7 +78,7 @@ def scores(att: "Attributor", ids: list[int], names: list[str], delta: list[torc
     whole[:, first] = early[[row[i] for i in keep]]
     whole[:, rest] = change(keep, rest)
     tau = whole.mean(dim=1)
-    return Scored(keep, tau, att.normalised(keep, tau, un, conditioning), dict(zip(ids, partial.tolist())))
+    return Scored(keep, tau, att.normalised(keep, tau, un, conditioning), whole, dict(zip(ids, partial.tolist())))
 
 
 def _baseline(att: "Attributor", ids: list[int], draws: list[int], names: list[str], delta: list[torch.Tensor],

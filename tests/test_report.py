@@ -24,6 +24,7 @@ from tda_plugin.report import (
     artists_table,
     credits_table,
     encode_audio,
+    render_html,
     write_html_report,
 )
 
@@ -194,8 +195,8 @@ def test_artist_shares_are_tables_per_clip_and_across_clips(page: str) -> None:
     totals = tables[0]
     assert totals[0] == ["Artist", "Mean share", "Credited in", "First in"]
     assert totals[1:] == [["Ada Lovelace", "62.5%", "2", "2"], ["Björk", "25.0%", "2", "0"]]
-    per_clip = [t for t in tables if t[0] == ["Artist", "Share"]]
-    assert len(per_clip) == 2 and per_clip[0][1:] == [["Ada Lovelace", "62.5%"], ["Björk", "25.0%"]]
+    per_clip = [t for t in tables if t[0] == ["Artist", "Share", "Stays first"]]
+    assert len(per_clip) == 2 and per_clip[0][1:] == [["Ada Lovelace", "62.5%", "–"], ["Björk", "25.0%", "–"]]
     assert page.count("<caption>") == 1 + 2 * 2  # the totals, and per clip its credits and its artist shares
 
 
@@ -318,3 +319,29 @@ def test_artists_table_renders() -> None:
     assert "Ada Lovelace" in text and "Björk" in text
     assert "62.5%" in text and "25.0%" in text
     assert "█" * 20 in text  # the largest share fills the bar
+
+
+def _with_stability(track: float, artist: float = 1.0) -> dict:
+    result = _result("q.wav", "p")
+    result["method"]["stability"] = {"resamples": 1000, "of": "the 4 loss draws", "settled_at": 0.9}
+    result["credits"][0]["first_share"], result["credits"][1]["first_share"] = track, 1.0 - track
+    result["artists"][0]["first_share"], result["artists"][1]["first_share"] = artist, 1.0 - artist
+    return result
+
+
+def test_an_unsettled_first_credit_is_flagged_in_the_table_and_on_the_page() -> None:
+    unsettled = _render(credits_table(_with_stability(0.62)))
+    assert "62.0%" in unsettled and "38.0%" in unsettled and "first track is not settled" in unsettled
+    assert "first artist is not settled" in _render(credits_table(_with_stability(0.62, 0.7)))
+    settled = _render(credits_table(_with_stability(0.95)))
+    assert "95.0%" in settled and "not settled" not in settled
+    assert "70.0%" in _render(artists_table(_with_stability(0.62, 0.7)))
+    assert "–" in _render(credits_table(_result("q.wav", "p")))  # a result stored before stability was recorded
+    rng = np.random.default_rng(0)
+
+    def page(result: dict) -> str:
+        return render_html([ClipReport(result=result, audio=_tone(rng, 1.0), sample_rate=SR, segments=[])])
+
+    assert "first artist is not settled" in page(_with_stability(0.95, 0.7)) and "<dt>Stays first</dt>" in page(_result("q", "p"))
+    assert "first track is not settled" in page(_with_stability(0.62))
+    assert "not settled" not in page(_with_stability(0.95))

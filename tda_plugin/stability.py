@@ -1,0 +1,70 @@
+"""How much of a clip's first credit is the method's own random numbers: a bootstrap over the loss draws.
+
+Every score averages a segment's loss change over the index's D fixed draws (timestep and noise), so a
+second index seed, with other draws, can put another track first (docs/evaluation.md: 3 of 8 generated demo
+clips at 16 draws, though never another artist). Resampling those D per-draw changes with replacement, and
+crediting each resample by the credits' own rules, says how often each track and each artist would have come
+first had the draws been others; it costs one small matrix product, not another scoring pass. Measured
+against a second seed on 40 queries of two models: every first track (23) and every first artist (35) that
+was first in at least :data:`SETTLED` of the resamples came first under the second seed too; every
+disagreement between the seeds lay below it (docs/evaluation.md, "Is the first credit settled?"). The
+bootstrap sees the scoring draws only, not the query's unlearning draws, so it can say that a credit is
+unsettled, never that one is right.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from .credits import TrackCredit
+
+#: bootstrap resamples of the draws
+RESAMPLES = 1000
+#: share of resamples from which a first credit is read as settled (the calibration above)
+SETTLED = 0.9
+
+
+def first_shares(change: torch.Tensor, factor: torch.Tensor, track_ids: Sequence[int], artist_of: Mapping[int, str],
+                 top: int, track_credit: TrackCredit, seed: int,
+                 resamples: int = RESAMPLES) -> tuple[dict[int, float], dict[str, float]]:
+    """Per track and per artist, the share of bootstrap resamples of the draws in which it is credited first.
+
+    ``change``: [n, D] per-draw loss changes of the scored segments; ``factor``: [n], what turns a mean change
+    into a score (1 / sensitivity, or 1); ``track_ids``: each segment's track; ``artist_of``: each track's artist.
+    Each resample credits as :func:`tda_plugin.credits.build_credits` does (the ``top`` best segments, positive
+    scores, their sum or their max per track, an artist the sum of its tracks', ties to the lower track id and
+    the first artist name); a resample in which no score is positive credits no one. Deterministic for a seed
+    (a CPU generator), so a result is reproducible.
+    """
+    n, draws = change.shape
+    if n == 0 or draws == 0:
+        return {}, {}
+    gen = torch.Generator().manual_seed(int(seed))
+    picks = torch.randint(draws, (resamples, draws), generator=gen)
+    weights = torch.zeros(draws, resamples, dtype=torch.float64)
+    weights.scatter_add_(0, picks.T, torch.full((draws, resamples), 1.0 / draws, dtype=torch.float64))
+    scores = (change.detach().cpu().double() @ weights) * factor.detach().cpu().double()[:, None]  # [n, resamples]
+    tracks = sorted({int(t) for t in track_ids})
+    artists = sorted({artist_of[t] for t in tracks})
+    best, rows = scores.topk(min(top, n), dim=0)
+    credit = torch.zeros(len(tracks), resamples, dtype=torch.float64)
+    credit.scatter_reduce_(0, torch.tensor([tracks.index(int(t)) for t in track_ids])[rows], best.clamp_min(0.0),
+                           reduce="sum" if track_credit == "sum" else "amax")
+    by_artist = torch.zeros(len(artists), resamples, dtype=torch.float64)
+    by_artist.index_add_(0, torch.tensor([artists.index(artist_of[t]) for t in tracks]), credit)
+    return _firsts(credit, tracks, resamples), _firsts(by_artist, artists, resamples)
+
+
+def _firsts(credit: torch.Tensor, names: Sequence[Any], resamples: int) -> dict[Any, float]:
+    """How often each row holds the column's largest positive credit (the first maximum on a tie: the order
+    in which credits break ties)."""
+    peak, first = credit.max(dim=0)
+    counts = torch.bincount(first[peak > 0], minlength=len(names))
+    return {name: float(c) / resamples for name, c in zip(names, counts.tolist()) if c}
+
+
+def settled(ranked: Sequence[dict[str, Any]]) -> bool:
+    """Whether the first of a result's credits (or artists) is settled: first in at least :data:`SETTLED` of the
+    resamples."""
+    return bool(ranked) and float(ranked[0].get("first_share", 0.0)) >= SETTLED
