@@ -34,11 +34,10 @@ from tda_plugin import Attributor, gating
 from tda_plugin.credits import build_credits
 from tda_plugin.errors import AudioError
 from tda_plugin.evaluation import add_noise, pitch_shift, segment_audio, spread_segments
-from tda_plugin.settings import AttributeSettings, UnlearnSettings
+from tda_plugin.experiments.methods import GATE  # how many of NP's best segments the gated combination keeps
+from tda_plugin.settings import UnlearnSettings
 
 BRANCHES = ("prompt", "unconditional")
-#: how many of NP's best segments the gated combination keeps (the credits' own top, as ``--conditioning gated``)
-GATE = AttributeSettings.top
 EDITS = {"self": None, "noisy": add_noise, "semitone": pitch_shift}
 #: a query's score vectors by segment branch, keyed "qP" / "qN" by the step's branch
 Answers = dict[str, dict[str, list[float]]]

@@ -240,8 +240,15 @@ class Attributor:
                      conditioning: str = "prompt") -> tuple[torch.Tensor, torch.Tensor]:
         """(τ, score) of ``ids``: the mean loss change, and τ / s_i under the "self" normalisation; the
         segments are conditioned as ``conditioning`` says (their prompts, or the null branch)."""
-        tau = self.loss_changes(ids, names, delta, batch_size, precision, conditioning).mean(dim=1)
-        return tau, self.normalised(ids, tau, un, conditioning)
+        scored = self.scored(ids, names, delta, un, batch_size, precision, conditioning)
+        return scored.tau, scored.score
+
+    def scored(self, ids: list[int], names: list[str], delta: list[torch.Tensor], un: UnlearnSettings,
+               batch_size: int, precision: Precision = "fp32", conditioning: str = "prompt") -> shortlist.Scored:
+        """:meth:`exact_scores` with the per-draw loss changes they average (what :mod:`.stability` resamples)."""
+        change = self.loss_changes(ids, names, delta, batch_size, precision, conditioning)
+        tau = change.mean(dim=1)
+        return shortlist.Scored(list(ids), tau, self.normalised(ids, tau, un, conditioning), change)
 
     def loss_changes(self, ids: list[int], names: list[str], delta: list[torch.Tensor], batch_size: int,
                      precision: Precision = "fp32", conditioning: str = "prompt") -> torch.Tensor:
@@ -393,9 +400,8 @@ class Attributor:
                            mode="prompt", step=None)
         names, delta, _, _ = self.forget(prompted, un)
         batch = settings.batch_size or self._auto_batch(ids, settings.precision)
-        change = self.loss_changes(ids, names, delta, batch, settings.precision, "prompt")
-        tau = change.mean(dim=1)
-        return shortlist.Scored(ids, tau, gating.credited(self.normalised(ids, tau, un, "prompt")), change)
+        prompted_scores = self.scored(ids, names, delta, un, batch, settings.precision, "prompt")
+        return replace(prompted_scores, score=gating.credited(prompted_scores.score))
 
     def attribute_file(self, path: Path, *, prompt: str | None = None, settings: AttributeSettings = AttributeSettings(),
                        seconds_start: float = 0.0, seconds_total: float | None = None) -> AttributionResult:

@@ -62,9 +62,7 @@ def scores(att: "Attributor", ids: list[int], names: list[str], delta: list[torc
     k = settings.shortlist
     first = first_pass_draws(draws, settings.shortlist_draws)
     if settings.candidates == "all" or k is None or k >= len(ids) or len(first) >= draws:  # "all": exhaustive
-        change = att.loss_changes(ids, names, delta, batch, settings.precision, conditioning)
-        tau = change.mean(dim=1)
-        return Scored(list(ids), tau, att.normalised(ids, tau, un, conditioning), change)
+        return att.scored(ids, names, delta, un, batch, settings.precision, conditioning)
     rest = [j for j in range(draws) if j not in first]
     def change(of: list[int], subset: list[int]) -> torch.Tensor:
         after = att.losses_after(of, names, delta, batch, settings.precision, conditioning, draws=subset)
