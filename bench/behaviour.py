@@ -92,7 +92,8 @@ def main() -> None:
     t0 = time.monotonic()
     att = Attributor.from_index(args.demo_dir / "index")
     span = tuple(float(v) for v in args.query_timesteps.split(":"))
-    settings = AttributeSettings(UnlearnSettings(subset=args.subset, query_timesteps=span), candidates="all",
+    # every segment a candidate (no prefilter), scored as a user's query is: the default shortlist on a 64-draw index
+    settings = AttributeSettings(UnlearnSettings(subset=args.subset, query_timesteps=span), candidates="100%",
                                  conditioning=args.conditioning, track_credit=args.track_credit)
     ids = spread_segments(att, args.queries)
     transforms = {"self: segment ranks itself first": None}

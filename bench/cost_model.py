@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from tda_plugin.settings import AttributeSettings
+from tda_plugin.settings import AttributeSettings, IndexSettings
+from tda_plugin.shortlist import score_rows
 
 #: dense peak FLOP/s of one H100 SXM / H200 (same tensor cores): fp32 (no TF32), bf16
 PEAK = {"fp32": 67e12, "bf16": 989e12}
@@ -86,7 +87,8 @@ def model(f: dict, n: int, *, candidates: int, shortlist: int, first_draws: int,
     m_default = default.candidate_count(n)
     query = {f"M = {candidates}, shortlist {shortlist} after {first_draws} draws (an option; its recall fell short at 1k-20k)":
              fixed + (candidates * first_draws + shortlist * (d - first_draws)) * f["forward_row"],
-             f"default (--candidates {default.candidates}: {m_default:,} of N)": fixed + m_default * d * f["forward_row"],
+             f"default (--candidates {default.candidates}: {m_default:,} of N, shortlist {default.shortlist} after "
+             f"{default.shortlist_draws} draws)": fixed + score_rows(default, n, d) * f["forward_row"],
              "--candidates all": fixed + n * d * f["forward_row"]}
     out: dict = {"flop": {"build": build, "query": query}, "seconds": {}}
     for precision, u in utilisation.items():
@@ -103,7 +105,7 @@ def model(f: dict, n: int, *, candidates: int, shortlist: int, first_draws: int,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--segments", type=int, default=460_000)
-    ap.add_argument("--draws", type=int, default=16)
+    ap.add_argument("--draws", type=int, default=IndexSettings.draws)
     ap.add_argument("--unlearn-draws", type=int, default=64)
     ap.add_argument("--candidates", type=int, default=256)
     ap.add_argument("--shortlist", type=int, default=32)

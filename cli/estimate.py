@@ -52,23 +52,14 @@ def row_seconds(attributor: Any) -> float:
 
 
 def estimate(attributor: Any, duration_s: float, settings: Any, row_s: float) -> Estimate:
+    from tda_plugin.shortlist import score_rows
+
     meta = attributor.index.meta
     windows = max(1, math.ceil(duration_s / meta.segment_seconds - 1e-9))
     un = settings.unlearn
     unlearn_rows = windows * un.unlearn_draws * un.steps
-    return Estimate(windows, BACKWARD_FACTOR * unlearn_rows * row_s, score_rows(settings, len(attributor.index.segments),
-                                                                              int(meta.settings["draws"])) * row_s)
-
-
-def score_rows(settings: Any, segments: int, draws: int) -> int:
-    """Forward rows (segment × draw) the scoring stage runs for an index of ``segments`` segments and ``draws`` draws."""
-    from tda_plugin.shortlist import first_pass_draws
-
-    m = settings.candidate_count(segments)
-    k, first = settings.shortlist, len(first_pass_draws(draws, settings.shortlist_draws))
-    if settings.candidates == "all" or k is None or k >= m or first >= draws:  # shortlist.scores: every candidate, every draw
-        return m * draws
-    return m * first + k * (draws - first)
+    return Estimate(windows, BACKWARD_FACTOR * unlearn_rows * row_s,
+                    score_rows(settings, len(attributor.index.segments), int(meta.settings["draws"])) * row_s)
 
 
 def seconds(s: float) -> str:

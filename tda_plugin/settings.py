@@ -26,8 +26,13 @@ class IndexSettings:
 
     #: segment length in seconds; None takes the adapter's default (the model's training length)
     segment_seconds: float | None = None
-    #: loss draws (timestep, noise) per segment: the baseline and every score average over them
-    draws: int = 16
+    #: loss draws (timestep, noise) per segment: the baseline and every score average over them, and the
+    #: sensitivities, the Fisher and the sketch are gradients of their mean. 64, not 16: on the null branch a
+    #: segment's 16-draw sensitivity correlates only 0.68 with its 64-draw one (demo), and copies found without a
+    #: prompt found their source more often with 64 (self-rank 19 -> 23/24 on the demo), which needed both the
+    #: 64-draw sensitivities and 64-draw scores of the best candidates (each alone: 19/24). Costs 4x the build's
+    #: gradient pass; a query scores 16 of them (``AttributeSettings.shortlist_draws``; docs/evaluation.md)
+    draws: int = 64
     #: seed of all fixed randomness (noise of (segment, draw), timestep strata, Fisher sample)
     seed: int = 0
     #: training segments sampled for the diagonal Fisher
@@ -138,12 +143,15 @@ class AttributeSettings:
     candidates: int | str = 256
     #: of those candidates, how many get exact scores over all the index's draws: the best ``shortlist`` by a
     #: first pass over ``shortlist_draws`` of the draws (tda_plugin/shortlist.py); None: every candidate.
-    #: Never applies to ``candidates="all"``, which scores every segment over every draw. Off by default: a first
-    #: pass over 1-4 draws ranks candidates worse than the prefilter does (top-10 recall 0.00-0.64 for every
-    #: shortlist of 16-64 measured at 1k-20k segments, bench/query_scaling.py)
-    shortlist: int | None = None
+    #: Never applies to ``candidates="all"``, which scores every segment over every draw, nor to an index of no
+    #: more draws than the first pass (an index built with 16 draws is scored exhaustively, as before). On a
+    #: 64-draw index the default, 16 after 16, gave the figures of scoring every candidate on all 64 probe for
+    #: probe on the demo (24 copies without a prompt) at 1.2-1.7x the scoring of 16 draws; a first pass over 1-4
+    #: draws ranked candidates worse than the prefilter (top-10 recall 0.00-0.64 at 1k-20k segments,
+    #: bench/query_scaling.py)
+    shortlist: int | None = 16
     #: draws of the first pass (spread over the timestep strata)
-    shortlist_draws: int = 4
+    shortlist_draws: int = 16
     #: segment-draws per forward pass when scoring; 0: as many as fit in free GPU memory (64 on CPU)
     batch_size: int = 64
     #: "fp32", or "bf16": autocast on CUDA with fp32 losses; the baseline is then recomputed in bf16 for

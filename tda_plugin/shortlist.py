@@ -47,6 +47,16 @@ def first_pass_draws(total: int, count: int) -> list[int]:
     return sorted({int((k + 0.5) * total / count) for k in range(count)})
 
 
+def score_rows(settings: AttributeSettings, segments: int, draws: int) -> int:
+    """Forward rows (segment × draw) that :func:`scores` runs for an index of ``segments`` segments and ``draws``
+    draws: what a query's scoring costs, for estimates and cost models."""
+    m = settings.candidate_count(segments)
+    k, first = settings.shortlist, len(first_pass_draws(draws, settings.shortlist_draws))
+    if settings.candidates == "all" or k is None or k >= m or first >= draws:  # every candidate, every draw
+        return m * draws
+    return m * first + k * (draws - first)
+
+
 def top_ids(ids: Sequence[int], score: torch.Tensor, k: int) -> list[int]:
     """The k best ids by score, ties by id (the order attribution reports)."""
     order = sorted(range(len(ids)), key=lambda j: (-float(score[j]), ids[j]))

@@ -22,7 +22,9 @@ from tda_plugin.index.builder import build_index
 from tda_plugin.settings import IndexSettings
 from tda_plugin.style_check import StyleClassifier, style_fit
 
-SETTINGS = AttributeSettings(candidates="all")
+#: every segment a candidate (no prefilter), then the default shortlist over the default 64-draw index: what a
+#: user's query runs on a catalogue this small (``"all"`` would score every segment on all 64 draws instead)
+SETTINGS = AttributeSettings(candidates="100%")
 
 
 @pytest.fixture(scope="module")

@@ -62,6 +62,7 @@ class Plan:
     ks: tuple[int, ...] = (2, 8)
     steps: int = 1500
     seed: int = 0
+    #: loss draws of the reference's index: 16, not the index default of 64, for the budget (as in the LDS's plan)
     draws: int = 16
     #: training seeds per removal (seed, seed + 1, ...), each with its own reference
     seeds: int = 2
