@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -86,7 +87,8 @@ def model(f: dict, n: int, *, candidates: int, shortlist: int, first_draws: int,
     fixed = f["encode"] + f["unlearn_gradient"] + f["sketch"]
     m_default = default.candidate_count(n)
     query = {f"M = {candidates}, shortlist {shortlist} after {first_draws} draws (an option; its recall fell short at 1k-20k)":
-             fixed + (candidates * first_draws + shortlist * (d - first_draws)) * f["forward_row"],
+             fixed + score_rows(replace(default, candidates=candidates, shortlist=shortlist, shortlist_draws=first_draws),
+                                n, d) * f["forward_row"],
              f"default (--candidates {default.candidates}: {m_default:,} of N, shortlist {default.shortlist} after "
              f"{default.shortlist_draws} draws)": fixed + score_rows(default, n, d) * f["forward_row"],
              "--candidates all": fixed + n * d * f["forward_row"]}

@@ -47,14 +47,22 @@ def first_pass_draws(total: int, count: int) -> list[int]:
     return sorted({int((k + 0.5) * total / count) for k in range(count)})
 
 
+def exhaustive(settings: AttributeSettings, candidates: int, draws: int) -> bool:
+    """Whether :func:`scores` scores all ``candidates`` on all ``draws`` draws (``"all"``, no shortlist, a shortlist
+    as long as the candidates, or an index of no more draws than the first pass) rather than in two passes."""
+    k = settings.shortlist
+    first = first_pass_draws(draws, settings.shortlist_draws)
+    return settings.candidates == "all" or k is None or k >= candidates or len(first) >= draws
+
+
 def score_rows(settings: AttributeSettings, segments: int, draws: int) -> int:
     """Forward rows (segment × draw) that :func:`scores` runs for an index of ``segments`` segments and ``draws``
     draws: what a query's scoring costs, for estimates and cost models."""
     m = settings.candidate_count(segments)
-    k, first = settings.shortlist, len(first_pass_draws(draws, settings.shortlist_draws))
-    if settings.candidates == "all" or k is None or k >= m or first >= draws:  # every candidate, every draw
+    if exhaustive(settings, m, draws):
         return m * draws
-    return m * first + k * (draws - first)
+    first = len(first_pass_draws(draws, settings.shortlist_draws))
+    return m * first + int(settings.shortlist) * (draws - first)
 
 
 def top_ids(ids: Sequence[int], score: torch.Tensor, k: int) -> list[int]:
@@ -69,10 +77,10 @@ def scores(att: "Attributor", ids: list[int], names: list[str], delta: list[torc
     segments conditioned as ``conditioning`` says (their prompts, or the null branch)."""
     batch = settings.batch_size or att._auto_batch(ids, settings.precision)
     draws = int(att.index.meta.settings["draws"])
-    k = settings.shortlist
-    first = first_pass_draws(draws, settings.shortlist_draws)
-    if settings.candidates == "all" or k is None or k >= len(ids) or len(first) >= draws:  # "all": exhaustive
+    if exhaustive(settings, len(ids), draws):
         return att.scored(ids, names, delta, un, batch, settings.precision, conditioning)
+    k = int(settings.shortlist)
+    first = first_pass_draws(draws, settings.shortlist_draws)
     rest = [j for j in range(draws) if j not in first]
     def change(of: list[int], subset: list[int]) -> torch.Tensor:
         after = att.losses_after(of, names, delta, batch, settings.precision, conditioning, draws=subset)
