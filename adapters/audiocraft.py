@@ -219,6 +219,11 @@ class AudiocraftLMAdapter:
     def device(self) -> torch.device:
         return next(self.lm.parameters()).device
 
+    @property
+    def draw_free(self) -> bool:
+        """MusicGen's loss is the teacher-forced CE, the same under every draw; MAGNeT's masks are drawn."""
+        return self.family == "musicgen"
+
     def valid_segment_samples(self, samples: int) -> int:
         return max(self.hop, samples - samples % self.hop)
 

@@ -14,6 +14,7 @@ audiocraft exports checkpoints (``utils/export.py``): ``state_dict.bin`` + ``com
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from pathlib import Path
@@ -158,7 +159,9 @@ def train_demo_model(tracks: list[Track], out_dir: Path, *, minutes: float, seed
                      lm_overrides: dict[str, Any] | None = None) -> Path:
     """Train EnCodec for ``codec_share`` of the budget, then the LM on random crops with their prompts;
     returns the checkpoint directory. Step caps (``codec_steps``, ``max_steps``) make the result
-    independent of machine speed when the budget is generous."""
+    independent of machine speed when the budget is generous (``minutes=inf`` needs both)."""
+    if math.isinf(minutes) and (codec_steps is None or max_steps is None):
+        raise ValueError("an unbounded training budget needs both step caps (codec_steps and max_steps)")
     torch.manual_seed(seed)
     rng = random.Random(seed)
     comp_cfg = compression_config(sample_rate=sample_rate)
@@ -176,8 +179,10 @@ def train_demo_model(tracks: list[Track], out_dir: Path, *, minutes: float, seed
     frames = adapter.encode(torch.zeros(1, 1, seg)).shape[-1]
     opt = torch.optim.AdamW(lm.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.95))
     lm_budget = budget * (1 - codec_share)
+    # progress in steps under a step cap (the demo's: its budget is unbounded), else in seconds of the budget
+    label, total = (f"{max_steps} steps", max_steps) if max_steps is not None else (f"{lm_budget / 60:.1f} min", int(lm_budget))
     start, step = time.monotonic(), 0
-    with adapter.training(), task(f"training demo LM ({lm_budget / 60:.1f} min)", int(lm_budget)) as advance:
+    with adapter.training(), task(f"training demo LM ({label})", total) as advance:
         while (elapsed := time.monotonic() - start) < lm_budget and (max_steps is None or step < max_steps):
             crops, conds = [], []
             for _ in range(batch):
@@ -196,7 +201,7 @@ def train_demo_model(tracks: list[Track], out_dir: Path, *, minutes: float, seed
             torch.nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
             opt.step()
             step += 1
-            advance(int(time.monotonic() - start) - int(elapsed))
+            advance(1 if max_steps is not None else int(time.monotonic() - start) - int(elapsed))
     log.info("LM: %d steps, last loss %.4f", step, float(loss.detach()))
     return export_checkpoint(out_dir, lm, compression, lm_cfg, comp_cfg)
 

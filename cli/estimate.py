@@ -3,7 +3,8 @@
 One forward pass over one index segment's draws is timed on the loaded model; the stages then scale
 with the rows they run: unlearning ``windows × unlearn_draws × steps`` rows forward and backward (about
 three forward passes' worth each), scoring ``candidates × draws`` rows forward (with ``--shortlist``,
-``candidates × first-pass draws + shortlist × the other draws``, as tda_plugin/shortlist.py scores). It is an estimate
+``candidates × first-pass draws + shortlist × the other draws``, as tda_plugin/shortlist.py scores); an adapter
+whose loss ignores its draws (MusicGen's) runs one row where others run one per draw. It is an estimate
 (batching, caches and other load move it); docs/reliability.md compares it with measured times.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Estimate:
 
 def row_seconds(attributor: Any) -> float:
     """Seconds per forward row (one segment under one draw) of the loaded model, measured."""
+    from tda_plugin.adapter import loss_draws
     from tda_plugin.index.builder import segment_conditioning
     from tda_plugin.randomness import segment_stream
     from tda_plugin.scoring import losses
@@ -48,18 +50,21 @@ def row_seconds(attributor: Any) -> float:
         t0 = time.perf_counter()
         run()
         times.append(time.perf_counter() - t0)
-    return min(times) / draws
+    return min(times) / loss_draws(attributor.adapter, draws)
 
 
 def estimate(attributor: Any, duration_s: float, settings: Any, row_s: float) -> Estimate:
+    from tda_plugin.adapter import loss_draws
     from tda_plugin.shortlist import score_rows
 
     meta = attributor.index.meta
     windows = max(1, math.ceil(duration_s / meta.segment_seconds - 1e-9))
     un = settings.unlearn
-    unlearn_rows = windows * un.unlearn_draws * un.steps
+    # a draw-free loss (MusicGen's) runs one row for all its draws
+    unlearn_rows = windows * loss_draws(attributor.adapter, un.unlearn_draws) * un.steps
+    index_draws = loss_draws(attributor.adapter, int(meta.settings["draws"]))
     return Estimate(windows, BACKWARD_FACTOR * unlearn_rows * row_s,
-                    score_rows(settings, len(attributor.index.segments), int(meta.settings["draws"])) * row_s)
+                    score_rows(settings, len(attributor.index.segments), index_draws) * row_s)
 
 
 def seconds(s: float) -> str:

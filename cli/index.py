@@ -27,7 +27,7 @@ def index_build(
     model_config: Annotated[Optional[Path], typer.Option(help="model_config.json (default: beside the checkpoint)")] = None,
     adapter: Annotated[str, typer.Option(help="model adapter (see `tda plugins`)")] = "stable-audio",
     segment_seconds: Annotated[Optional[float], typer.Option(help="segment length; default: the model's sample_size")] = None,
-    draws: Annotated[int, typer.Option(help="loss draws (timestep, noise) per segment")] = IndexSettings.draws,
+    draws: Annotated[int, typer.Option(help="loss draws (timestep, noise) per segment (one for MusicGen, whose loss has none)")] = IndexSettings.draws,
     seed: Annotated[int, typer.Option(help="seed of all fixed randomness")] = IndexSettings.seed,
     fisher_segments: Annotated[int, typer.Option(help="segments sampled for the diagonal Fisher")] = IndexSettings.fisher_segments,
     embedder: Annotated[str, typer.Option(help="prefilter embedder")] = IndexSettings.embedder,

@@ -17,6 +17,10 @@ embeddings), which the ``latent_stats`` embedder uses instead of the raw represe
 An adapter may also offer ``prediction(encoded, cond, draws) -> [B, D, ...] float``: the network's output
 under the same draws as :meth:`ModelAdapter.loss` (what the objective compares with its target). The
 output-change score (``tda eval``'s ``output_change``, after DAS) needs it; diffusion adapters offer it.
+
+An adapter whose loss has no randomness at all (MusicGen's teacher-forced cross-entropy) sets
+``draw_free = True``: every draw would repeat the same value, so :func:`loss_draws` keeps one, and indexes
+and scoring pay for one forward row per segment instead of one per draw.
 """
 from __future__ import annotations
 
@@ -26,6 +30,11 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from .randomness import Draws
+
+
+def loss_draws(adapter: object, draws: int) -> int:
+    """Draws worth computing for ``adapter``: one when its loss ignores them (``draw_free``), else ``draws``."""
+    return 1 if getattr(adapter, "draw_free", False) else draws
 
 
 @dataclass(frozen=True)

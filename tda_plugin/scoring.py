@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal, Sequence
 
 import torch
 
+from .adapter import loss_draws
 from .progress import Advance
 from .randomness import make_draws
 
@@ -45,17 +46,20 @@ def losses(adapter: "ModelAdapter", encoded: torch.Tensor, conditioning: Sequenc
            masks: torch.Tensor | None = None, subset: Sequence[int] | None = None) -> torch.Tensor:
     """Loss of every segment under every draw: [N, D] float32 on CPU; ``masks`` [N, frames] keeps frames.
 
-    ``subset``: only those of the ``draws`` draws, [N, len(subset)], each the same number it is in the full set."""
+    ``subset``: only those of the ``draws`` draws, [N, len(subset)], each the same number it is in the full set.
+    An adapter whose loss ignores its draws (``draw_free``) runs one row per segment, repeated to the width."""
     n = encoded.shape[0]
     width = draws if subset is None else len(subset)
-    step = segments_per_batch(batch_size, width)
+    free = loss_draws(adapter, width) == 1
+    step = segments_per_batch(batch_size, 1 if free else width)
     parts = []
     with autocast(adapter.device, precision):
         for i in range(0, n, step):
             j = min(n, i + step)
             cond = adapter.condition(list(conditioning[i:j]))
             mask = None if masks is None else masks[i:j].to(adapter.device)
-            parts.append(adapter.loss(encoded[i:j], cond, make_draws(seed, streams[i:j], draws, subset), mask).float())
+            d = make_draws(seed, streams[i:j], 1) if free else make_draws(seed, streams[i:j], draws, subset)
+            parts.append(adapter.loss(encoded[i:j], cond, d, mask).float().expand(-1, width))
             if advance:
                 advance(j - i)
     return torch.cat(parts).cpu() if parts else torch.empty((0, width), dtype=torch.float32)

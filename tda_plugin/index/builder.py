@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -39,7 +39,7 @@ from safetensors.torch import load_file
 
 from .. import audio as audio_io
 from .. import distributed
-from ..adapter import Conditioning, ModelAdapter
+from ..adapter import Conditioning, ModelAdapter, loss_draws
 from ..atomic import write_json, write_tensors
 from ..catalog import catalog_csv, read_catalog
 from ..errors import AudioError, CatalogError, IndexDamagedError, IndexMismatchError
@@ -79,6 +79,8 @@ class BuildReport:
 
 def _meta(adapter: ModelAdapter, checkpoint: Path, model_config: Path | None, corpus: Path,
           settings: IndexSettings, out: Path) -> IndexMeta:
+    """The index's identity; an adapter whose loss ignores its draws records the one draw it is built with."""
+    settings = replace(settings, draws=loss_draws(adapter, settings.draws))
     seg = adapter.default_segment_samples() if settings.segment_seconds is None else \
         adapter.valid_segment_samples(int(round(settings.segment_seconds * adapter.sample_rate)))
     return IndexMeta(adapter=adapter.name, fingerprint=adapter.fingerprint, checkpoint=portable(checkpoint, out),
