@@ -50,7 +50,7 @@ def losses(adapter: "ModelAdapter", encoded: torch.Tensor, conditioning: Sequenc
     An adapter whose loss ignores its draws (``draw_free``) runs one row per segment, repeated to the width."""
     n = encoded.shape[0]
     width = draws if subset is None else len(subset)
-    free = loss_draws(adapter, width) == 1
+    free = loss_draws(adapter, width) < width  # not for one draw of a drawn loss: it must stay the draw asked for
     step = segments_per_batch(batch_size, 1 if free else width)
     parts = []
     with autocast(adapter.device, precision):
