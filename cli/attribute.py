@@ -100,7 +100,7 @@ def attribute(
     ewc: Annotated[float, typer.Option(help="EWC weight in [0, 1] (ascent)")] = UnlearnSettings.ewc,
     normalize: Annotated[str, typer.Option(help="self: τ relative to each segment's sensitivity; none: raw τ")] = UnlearnSettings.normalize,
     mask_silence: Annotated[bool, typer.Option(help="mask silent frames out of the query loss")] = True,
-    conditioning: Annotated[str, typer.Option(help="auto: a clip's prompt when it has one, else unconditional (audio on an "
+    conditioning: Annotated[str, typer.Option(help="auto: gated when the clip has a prompt, else unconditional (audio on an "
                                                    "index without null-branch baselines); prompt: always "
                                                    "the prompt (empty if none); audio: the clip on the model's null branch, "
                                                    "the segments under their captions (the prompt is not read); "

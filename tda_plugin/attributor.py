@@ -29,7 +29,7 @@ from .index import vectors
 from .index.builder import segment_conditioning
 from .index.store import Index, conditioned
 from .progress import stage
-from .randomness import make_draws, query_stream, segment_stream
+from .randomness import Draws, make_draws, query_stream, segment_stream
 from .registry import get_embedder_spec, load_adapter
 from .scoring import Precision, auto_batch_size, losses, segments_per_batch
 from .settings import BRANCHES, AttributeSettings, ConditioningMode, UnlearnSettings
@@ -218,6 +218,12 @@ class Attributor:
                         f"τ/s over {un.subset!r}" if un.normalize == "self" else "raw τ")
         return {"embedder": embedder, "ranks_by": "first-order τ/s over blocks (index damping)", "matches_score": matches}
 
+    def query_draws(self, query: EncodedQuery, un: UnlearnSettings) -> Draws:
+        """The fixed draws of the query's own loss: its windows' streams under the index seed + 1 (the query is not a
+        training segment), ``un.unlearn_draws`` of them within ``un.query_timesteps``."""
+        q_streams = [query_stream(w) for w in range(len(query.conditioning))]
+        return make_draws(self.index.meta.settings["seed"] + 1, q_streams, un.unlearn_draws).within(*un.query_timesteps)
+
     def forget(self, query: EncodedQuery, un: UnlearnSettings) -> tuple[list[str], list[torch.Tensor], float, float]:
         """The unlearning step for ``query``: (parameter names, Δ, α, rms(Δ)/rms(θ)); also kept as ``query.step``."""
         meta = self.index.meta
@@ -225,9 +231,7 @@ class Attributor:
         if un.subset not in groups:
             raise TdaError(f"parameter subset {un.subset!r} does not exist in this model ({', '.join(groups)})")
         names = groups[un.subset]
-        q_streams = [query_stream(w) for w in range(len(query.conditioning))]
-        q_draws = make_draws(meta.settings["seed"] + 1, q_streams, un.unlearn_draws)  # the query is not a training segment
-        q_draws = q_draws.within(*un.query_timesteps)
+        q_draws = self.query_draws(query, un)
         damping = float(meta.settings.get("damping", 0.1)) if un.damping is None else un.damping
         delta, alpha, relative_step = unlearning_delta(
             self.adapter, names, self.fisher, query.encoded, self.adapter.condition(query.conditioning), q_draws,

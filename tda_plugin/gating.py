@@ -5,7 +5,7 @@ probes (docs/evaluation.md) a step on the model's null branch (``audio``) decide
 a wrong prompt could not move it, while the step under the clip's own prompt (``prompt``) ordered that material
 best. The gate takes both: the ``keep`` segments the audio ranks best (the credits' own top), each credited by its
 prompted score where that is positive, nothing for the rest. ``tda attribute --conditioning gated`` and the
-experiments' ``unlearning:gated`` method share these two functions, so what is measured is what runs.
+experiments' ``unlearning`` method (the default, derived) share these two functions, so what is measured is what runs.
 """
 from __future__ import annotations
 

@@ -160,9 +160,9 @@ class AttributeSettings:
     #: how the query and the training segments are conditioned (``BRANCHES``): "prompt" (each under its own
     #: prompt), "unconditional" (both under the model's null conditioning), "audio" (the query's step on the null
     #: branch, so its prompt is never read, the segments under their captions: credits follow the clip's audio),
-    #: or "auto" (prompt when the query has one; else unconditional where the index has null-branch baselines,
-    #: audio where it has not). Without a prompt, "audio" ranks a training segment first more often than
-    #: "unconditional" (demo 22/24 against 19/24, real music 12/12 against 11/12) but names the prompted artist
+    #: or "auto" (gated when the query has a prompt and the model a null branch, so that a wrong prompt cannot
+    #: move the credits; else unconditional where the index has null-branch baselines, audio where it has not).
+    #: Without a prompt, "audio" ranks a training segment first more often than "unconditional" (demo 22/24 against 19/24, real music 12/12 against 11/12) but names the prompted artist
     #: of generated clips less often (11/16 against 13/16, 1/11 against 5/11; docs/evaluation.md, "Which branch").
     #: "gated" (needs the prompt): the ``top`` segments "audio" ranks best, credited by their "prompt" scores
     #: (tda_plugin/gating.py): a wrong prompt cannot bring in other material, the right one orders it
@@ -196,7 +196,7 @@ class AttributeSettings:
         if self.conditioning != "auto":
             return self.conditioning
         if prompt:
-            return "prompt"
+            return "gated" if null_branch else "prompt"
         return "unconditional" if null_baselines and null_branch else "audio" if null_branch else "prompt"
 
     def candidate_count(self, n: int) -> int:

@@ -233,7 +233,7 @@ def test_gated_credits_the_audios_top_by_the_prompted_scores_and_is_derived_from
             got = all_scores(ctx, [gate], [query], store)
             assert got["test:gate"][0].tolist() == [0.0, 0.0, 3.0, 0.0, 0.0]
         assert calls == ["p", "a"]  # the parts once, then from the store
-        assert unlearning_passes(["unlearning:gated"]) == 2  # the prompted pass and the audio's
+        assert unlearning_passes(["unlearning"]) == 2  # the prompted pass and the audio's
     finally:
         for name in ("test:p", "test:a", "test:gate", "test:g3"):
             methods.REGISTRY.pop(name, None)

@@ -46,9 +46,10 @@ def query(tiny_catalogue: Path) -> Query:
 def test_shortlisted_scores_are_the_exhaustive_scores(tiny_index: Path, query: Query) -> None:
     att = Attributor.from_index(tiny_index)
     n = len(att.index.segments)
-    every = att.attribute(query.audio, SR, prompt=query.prompt, settings=AttributeSettings(UN, candidates="all"))
+    every = att.attribute(query.audio, SR, prompt=query.prompt, settings=AttributeSettings(UN, candidates="all", conditioning="prompt"))
     short = att.attribute(query.audio, SR, prompt=query.prompt,
-                          settings=AttributeSettings(UN, candidates=n, shortlist=3, shortlist_draws=2, top=3))
+                          settings=AttributeSettings(UN, candidates=n, shortlist=3, shortlist_draws=2, top=3,
+                                                    conditioning="prompt"))
     assert short.method["scored"] == 3 and short.method["candidates_scored"] == n and len(every.scores) == n
     for sid, score in short.scores.items():  # the same per-draw numbers, summed in another order and batching
         assert score == pytest.approx(every.scores[sid], rel=1e-4)

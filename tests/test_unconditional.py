@@ -50,8 +50,10 @@ def test_clip_without_prompt_is_attributed_on_the_null_branch(tiny_index: Path, 
     audio, sr = sf.read(tiny_catalogue / "audio" / "t1.wav", dtype="float32")
     settings = AttributeSettings(candidates="all")
     free = att.attribute(audio, sr, prompt=None, settings=settings)
-    prompted = att.attribute(audio, sr, prompt="high beep", settings=settings)
-    assert free.method["conditioning"] == "unconditional" and prompted.method["conditioning"] == "prompt"
+    prompted = att.attribute(audio, sr, prompt="high beep", settings=replace(settings, conditioning="prompt"))
+    assert free.method["conditioning"] == "unconditional"
+    # a prompted clip is answered gated by default: a wrong prompt must not move the credits
+    assert att.attribute(audio, sr, prompt="high beep", settings=settings).method["conditioning"] == "gated"
     assert free.scores.keys() == prompted.scores.keys() and free.scores != prompted.scores
     forced = att.attribute(audio, sr, prompt="high beep", settings=replace(settings, conditioning="unconditional"))
     assert forced.scores == free.scores  # under the null branch the prompt plays no part
@@ -84,17 +86,19 @@ def test_index_without_unconditional_baselines_says_so(tmp_path: Path, tiny_mode
     # so "auto" answers a prompt-less clip with "audio", which needs the model's null branch, not the index's: the
     # segments are scored on their cached captioned losses
     assert att.attribute(audio, 8000, prompt=None, settings=AttributeSettings(candidates="all")).method["conditioning"] == "audio"
-    assert att.attribute(audio, 8000, prompt="low hum", settings=AttributeSettings(candidates="all")).method["conditioning"] == "prompt"
-    # a model without a null branch: "auto" falls back to the empty prompt, and "audio" is refused in one line
+    assert att.attribute(audio, 8000, prompt="low hum", settings=AttributeSettings(candidates="all")).method["conditioning"] == "gated"
+    # a model without a null branch: "auto" falls back to the prompt (empty if none; the gate needs the null branch),
+    # and "audio" is refused in one line
     att.adapter.supports_unconditional = False
     assert att.attribute(audio, 8000, prompt=None, settings=AttributeSettings(candidates="all")).method["conditioning"] == "prompt"
+    assert att.attribute(audio, 8000, prompt="low hum", settings=AttributeSettings(candidates="all")).method["conditioning"] == "prompt"
     with pytest.raises(TdaError, match="has no null branch"):
         att.attribute(audio, 8000, prompt=None, settings=AttributeSettings(candidates="all", conditioning="audio"))
 
 
 def test_gated_credits_the_audios_top_segments_by_the_prompted_scores(tiny_index: Path, tiny_catalogue: Path) -> None:
     """``gated``: the ``top`` segments the audio ranks best (as ``audio`` ranks them), each its positive score under
-    the prompt (as ``prompt`` scores it); the same rule as the experiments' ``unlearning:gated`` method."""
+    the prompt (as ``prompt`` scores it); the same rule as the experiments' ``unlearning`` method (the default)."""
     from tda_plugin.experiments.methods import gated
 
     att = Attributor.from_index(tiny_index)

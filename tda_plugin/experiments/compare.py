@@ -54,7 +54,8 @@ def _stored_prompt(path: Path) -> str | None:
 def compare_query(att: Attributor, query: Query, settings: AttributeSettings,
                   embeddings: dict[str, np.ndarray]) -> dict[str, Any]:
     """Correlations and concentration for one clip; ``embeddings`` rows are in segment-id order."""
-    every = AttributeSettings(unlearn=settings.unlearn, top=settings.top, candidates="all", batch_size=settings.batch_size)
+    every = AttributeSettings(unlearn=settings.unlearn, top=settings.top, candidates="all", batch_size=settings.batch_size,
+                              conditioning="prompt")  # every segment's exact score: the prompted scorer, ungated
     result = att.attribute_file(query.path, prompt=query.prompt, settings=every)
     data, sr = audio_io.load(query.path)
     encoded = att.encode_query(data, sr, query.prompt, settings.unlearn.mask_silence, name=str(query.path))

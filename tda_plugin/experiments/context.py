@@ -20,6 +20,10 @@ class Context:
     #: embedder name -> [N, E] normalised embeddings in segment-id order
     embeddings: dict[str, np.ndarray]
     started: float = field(default_factory=time.monotonic)
+    #: work that several methods share across queries (e.g. the catalogue's gradients)
+    memo: dict[Any, Any] = field(default_factory=dict)
+    #: method name -> what it spent (CPU seconds of its catalogue features and of its queries), for the JSON
+    costs: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @classmethod
     def open(cls, att: Attributor, names: Sequence[str] | None = None) -> "Context":

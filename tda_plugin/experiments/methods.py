@@ -11,10 +11,11 @@ plugin module imported before the experiment runs)::
 
 Built in (``select`` drops those the index or model cannot serve, saying why):
 
-* ``unlearning`` — ``tda attribute``'s defaults; ``unlearning:<subset>:<normalize>`` — every parameter subset
-  and normalisation of :class:`~tda_plugin.settings.UnlearnSettings`. Exact scores of every segment through
-  :meth:`Attributor.attribute`, so whatever attribute does, this measures; two normalisations of one setting
-  share one unlearning pass (the raw loss change τ is kept per query and normalised twice);
+* ``unlearning:prompt`` — every segment scored under the clip's prompt; ``unlearning:<subset>:<normalize>`` — every
+  parameter subset and normalisation of :class:`~tda_plugin.settings.UnlearnSettings`, under the prompt. Exact
+  scores of every segment through :meth:`Attributor.attribute`, so whatever attribute does, this measures; two
+  normalisations of one setting share one unlearning pass (the raw loss change τ is kept per query and normalised
+  twice);
 * ``first_order`` / ``first_order:none`` — the unprojected first-order score g_iᵀΔ / s_i (and g_iᵀΔ): one
   per-segment gradient pass serves every query;
 * ``gradient_sketch`` — cosine between the index's sketch vectors and the sketch of the query's unlearning step
@@ -22,9 +23,11 @@ Built in (``select`` drops those the index or model cannot serve, saying why):
 * ``output_change`` — the mean squared change of the network's output on each segment under the query's
   unlearning step (after DAS; adapters that offer ``prediction``);
 * ``similar:<embedder>`` — cosine similarity under every installed similarity embedder;
-* ``unlearning:gated`` — the segments the clip's *audio* points to (``unlearning:audio``'s best ten, the credits'
-  own top), credited by the prompted scores (``unlearning``), the rest zero: a combination found on the behaviour
-  probes (docs/evaluation.md), derived from its two parts' stored scores;
+* ``unlearning`` — ``tda attribute``'s default for a prompted clip, the gated conditioning: the segments the clip's
+  *audio* points to (``unlearning:audio``'s best ten, the credits' own top), credited by the prompted scores
+  (``unlearning:prompt``), the rest zero; derived from its two parts' stored scores, so it costs them and no more;
+* ``trak:<k>`` (k = 2048, 8192, 32768) and ``trak:exact`` — TRAK / D-TRAK; ``ekfac`` and ``kfac`` — influence
+  functions through kronfluence (:mod:`.influence`);
 * ``random`` — Gaussian scores seeded by the index seed and the query.
 """
 from __future__ import annotations
@@ -50,6 +53,7 @@ from ..settings import BRANCHES, SUBSETS, AttributeSettings, UnlearnSettings
 from ..unlearn import applied
 from .context import Context
 from .embeddings import query_embedding
+from .influence import TRAK_DIMS, influence, needs_library, trak, trak_name
 from .retraining import Query
 
 if TYPE_CHECKING:
@@ -375,19 +379,29 @@ def random_scores(ctx: Context, q: Query) -> Scores:
     return dict(zip(ids, rng.standard_normal(len(ids)).tolist()))
 
 
-register_unlearning("unlearning", AttributeSettings())
+#: the prompted scorer alone: every segment under the clip's prompt (the default before the gate, and the gate's
+#: second stage)
+register_unlearning("unlearning:prompt", AttributeSettings(conditioning="prompt"))
 #: the mode a copy found without a prompt is answered in: query and segments both on the null branch
 register_unlearning("unlearning:unconditional", AttributeSettings(conditioning="unconditional"), prompt=False)
 #: the query without its prompt, its step on the null branch, the segments under their captions
 register_unlearning("unlearning:audio", AttributeSettings(conditioning="audio"), prompt=False)
 for _subset in SUBSETS:
     for _norm in ("self", "none"):
-        register_unlearning(f"unlearning:{_subset}:{_norm}", AttributeSettings(UnlearnSettings(subset=_subset, normalize=_norm)))
+        register_unlearning(f"unlearning:{_subset}:{_norm}",
+                            AttributeSettings(UnlearnSettings(subset=_subset, normalize=_norm), conditioning="prompt"))
 register_many("first_order", first_order("self"), settings={"step": asdict(FIRST_ORDER_STEP)},
               available=_has_subset(FIRST_ORDER_STEP.subset))
 register_many("first_order:none", first_order("none"), settings={"step": asdict(FIRST_ORDER_STEP)},
               available=_has_subset(FIRST_ORDER_STEP.subset))
 register_many("gradient_sketch", gradient_sketch, settings={"step": asdict(FIRST_ORDER_STEP)}, available=_sketched_index)
 register_many("output_change", output_change(), settings={"step": asdict(UnlearnSettings())}, available=_has_prediction)
-register_derived("unlearning:gated", ("unlearning", "unlearning:audio"), gated(), settings={"keep": GATE})
+#: ``tda attribute``'s default for a prompted clip (``--conditioning auto`` resolves to gated)
+register_derived("unlearning", ("unlearning:prompt", "unlearning:audio"), gated(), settings={"keep": GATE})
+for _k in (*TRAK_DIMS, None):
+    register_many(trak_name(_k), trak(_k), settings={"subset": FIRST_ORDER_STEP.subset, "k": _k},
+                  available=needs_library("trak"))
+for _strategy in ("ekfac", "kfac"):
+    register_many(_strategy, influence(_strategy), settings={"subset": FIRST_ORDER_STEP.subset},
+                  available=needs_library("kronfluence"))
 register("random", random_scores)

@@ -56,7 +56,8 @@ def target_scores(att: Attributor, sid: int, settings: AttributeSettings, scorer
                                  seconds_start=seg.start_s, seconds_total=track.duration_s)
         names, delta, _, _ = att.forget(query, un)
         return scorer.scores(names, delta, un)
-    every = AttributeSettings(unlearn=settings.unlearn, top=settings.top, candidates="all", batch_size=settings.batch_size)
+    every = AttributeSettings(unlearn=settings.unlearn, top=settings.top, candidates="all", batch_size=settings.batch_size,
+                              conditioning="prompt")  # every segment's exact score: the prompted scorer, ungated
     result = att.attribute(audio, sr, prompt=track.caption, settings=every,
                            seconds_start=seg.start_s, seconds_total=track.duration_s, path=f"segment {sid}")
     return result.scores
