@@ -237,3 +237,24 @@ def test_gated_credits_the_audios_top_by_the_prompted_scores_and_is_derived_from
     finally:
         for name in ("test:p", "test:a", "test:gate", "test:g3"):
             methods.REGISTRY.pop(name, None)
+
+
+def test_lds_summary_tests_every_method_against_the_default_two_sided() -> None:
+    from scipy import stats
+
+    from tda_plugin.experiments.lds import render, summarise
+
+    rng = np.random.default_rng(3)
+    default = rng.uniform(0.3, 0.7, 12)
+    per_query = {"unlearning": default.tolist(), "trak:exact": (default - 0.1 + 0.02 * rng.normal(size=12)).tolist(),
+                 "random": rng.normal(0, 0.05, 12).tolist()}
+    summary = summarise(per_query, ["generated"] * 12)
+    assert "vs_default" not in summary["unlearning"]
+    for name in ("trak:exact", "random"):
+        t = summary[name]["vs_default"]
+        d = np.array(per_query[name]) - default
+        assert t["p_two_sided"] == pytest.approx(stats.wilcoxon(d).pvalue) and t["diff_mean"] == pytest.approx(d.mean())
+    doc = {"summary": summary, "plan": {"subset_models": 8, "alpha": 0.5, "seeds": 1, "steps": 10}, "segments": 20,
+           "queries": [{"source": "generated"}] * 12, "ground_truth": {"loss_mean": 1.0, "loss_sd_over_subsets": 0.1}}
+    md, _ = render(doc)
+    assert "p (two-sided)" in md and f"{summary['trak:exact']['vs_default']['p_two_sided']:.2g}" in md

@@ -42,7 +42,7 @@ from ..progress import task
 from ..registry import get_adapter_spec
 from ..settings import IndexSettings, UnlearnSettings
 from .methods import REGISTRY, check_patterns, open_context, select
-from .metrics import linear_datamodeling_score, mean_interval
+from .metrics import linear_datamodeling_score, mean_interval, paired_test
 from .outputs import markdown_table
 from .retraining import (LOSS_SEED_OFFSET, ModelCache, Query, catalogue_segments, excluded_ranges,
                          experiment_queries, held_out_queries, measure_costs, query_loss)
@@ -241,15 +241,30 @@ def unlearning_passes(patterns: Sequence[str]) -> int:
     return len(keys)
 
 
+#: the method every other is tested against: ``tda attribute``'s default
+DEFAULT = "unlearning"
+
+
 def summarise(per_query: dict[str, list[float]], sources: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Per method: mean LDS over queries with its bootstrap 95 % interval, overall and per query source."""
+    """Per method: mean LDS over queries with its bootstrap 95 % interval, overall and per query source, and (when the
+    default was measured too) the paired Wilcoxon signed-rank test against the default over queries, two-sided."""
     out = {}
     for name, values in per_query.items():
         row: dict[str, Any] = mean_interval(values)
         row["by_source"] = {src: mean_interval([v for v, s in zip(values, sources) if s == src])["mean"]
                             for src in sorted(set(sources))}
+        if DEFAULT in per_query and name != DEFAULT:
+            row["vs_default"] = versus(values, per_query[DEFAULT])
         out[name] = row
     return out
+
+
+def versus(values: Sequence[float], default: Sequence[float]) -> dict[str, float]:
+    """The paired test of ``values`` against the default's, query by query: mean difference with its interval and the
+    two-sided Wilcoxon p (the one convention every command reports)."""
+    t = paired_test(values, default)
+    return {"diff_mean": t["diff_mean"], "diff_low": t["diff_low"], "diff_high": t["diff_high"],
+            "p_two_sided": t["p_two_sided"]}
 
 
 def ground_truth(losses: np.ndarray) -> dict[str, float]:
@@ -263,17 +278,27 @@ def ground_truth(losses: np.ndarray) -> dict[str, float]:
     return out
 
 
+def _versus_cells(t: dict[str, float] | None) -> list[str]:
+    """The two Markdown cells of a paired test against the default ("–" for the default itself)."""
+    if t is None:
+        return ["–", "–"]
+    p = t["p_two_sided"]
+    return [f"{t['diff_mean']:+.3f}", "–" if not np.isfinite(p) else f"{p:.2g}"]
+
+
 def render(doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     summary, plan = doc["summary"], doc["plan"]
     sources = sorted({q["source"] for q in doc["queries"]})
-    rows = [[name, s["mean"], f"[{s['low']:.3f}, {s['high']:.3f}]", *(s["by_source"].get(src, float("nan")) for src in sources), s["n"]]
+    rows = [[name, s["mean"], f"[{s['low']:.3f}, {s['high']:.3f}]", *(s["by_source"].get(src, float("nan")) for src in sources),
+             *_versus_cells(s.get("vs_default")), s["n"]]
             for name, s in sorted(summary.items(), key=lambda kv: -np.nan_to_num(kv[1]["mean"], nan=-9))]
     gt = doc["ground_truth"]
     note = (f"ground truth: query loss {gt['loss_mean']:.4g}, spread over subsets {gt['loss_sd_over_subsets']:.3g}"
             + (f", seed-to-seed Spearman {gt['reliability']:.3f}" if "reliability" in gt else ""))
     md = (f"Linear datamodeling score: {plan['subset_models']} subset models (α = {plan['alpha']}, {plan['seeds']} seed(s), "
           f"{plan['steps']} steps), {len(doc['queries'])} queries, {doc['segments']} segments\n\n"
-          + markdown_table(["method", "LDS", "95 % interval", *(f"LDS ({s})" for s in sources), "queries"], rows)
+          + markdown_table(["method", "LDS", "95 % interval", *(f"LDS ({s})" for s in sources),
+                            f"− {DEFAULT}", "p (two-sided)", "queries"], rows)
           + f"\n{note}\n")
 
     def bars(ax: Any) -> None:
