@@ -62,7 +62,7 @@ class IndexSettings:
 
 @dataclass(frozen=True)
 class UnlearnSettings:
-    """How the query is forgotten (DESIGN.md, method step 5)."""
+    """How the query is forgotten (docs/method.md, section 7)."""
 
     #: "newton": one Fisher-preconditioned step; "ascent": several gradient-ascent steps with an EWC penalty
     mode: Literal["newton", "ascent"] = "newton"
