@@ -24,7 +24,7 @@ Built in (``select`` drops those the index or model cannot serve, saying why):
 * ``similar:<embedder>`` — cosine similarity under every installed similarity embedder;
 * ``unlearning:gated`` — the segments the clip's *audio* points to (``unlearning:audio``'s best ten, the credits'
   own top), credited by the prompted scores (``unlearning``), the rest zero: a combination found on the behaviour
-  probes (docs/evaluation.md), derived from its two parts' stored scores;
+  probes (docs/experiments/prompt-swap-and-branches.md), derived from its two parts' stored scores;
 * ``random`` — Gaussian scores seeded by the index seed and the query.
 """
 from __future__ import annotations
