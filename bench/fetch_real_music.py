@@ -3,12 +3,16 @@
     python bench/fetch_real_music.py DIR          # about 200 MB of downloads; needs apt-get and dpkg
 
 Downloads the packages ``wesnoth-1.16-music`` (Battle for Wesnoth, GPL) and ``singularity-music``
-(Endgame: Singularity, CC-BY-SA 3.0) with ``apt-get download`` (no root needed, nothing installed), unpacks
+(Endgame: Singularity, CC-BY-SA 3.0) with ``apt-get download`` (nothing is installed), unpacks
 each with ``dpkg -x`` into ``DIR/<package>/`` and writes ``DIR/tracks.csv`` (path, title, artist, license,
 source), the catalogue format of ``tda index build`` and ``tda demo --corpus``. The credits come from each
 Ogg file's own tags (artist, or composer when there is no artist; title; license, or the package's licence
 when the file names none); a file that names no artist or composer is left out. Rows are in a fixed order:
-package by package, then by path.
+package by package, then by path. (The script behind the runs recorded in docs/ listed each folder's files
+sorted but its subfolders in the file system's directory order; on the machine where this script was checked,
+that put ``music/win/`` before ``music/lose/``. So the last three of the 56 rows (three tracks by one composer)
+may be in another order than in those runs, and bench/real_catalogue.py then numbers their excerpts
+differently (track_053 to track_055): the same audio, credits and held-out queries, in another order.)
 
 The audio is GPL / CC-BY-SA: it is fetched when needed and never committed. A package already unpacked in
 DIR is not downloaded again (``--force`` does). The .deb files go to a temporary folder that is deleted.
