@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Download (no install) the wheels bench/gpu_check.sh installs on a GPU machine without internet:
-# stable-audio-tools' light model stack (see ../shared/ENV.md), pluggy, safetensors and faiss-cpu, at the
+# stable-audio-tools' light model stack (requirements/toolkits.txt), pluggy, safetensors and faiss-cpu, at the
 # versions requirements/constraints.txt pins, for CPython 3.11 manylinux x86_64. Into bench/wheels/ (ignored).
 set -euo pipefail
 cd "$(dirname "$0")/.."

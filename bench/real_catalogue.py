@@ -1,6 +1,6 @@
-"""A bounded subset of the real catalogue of ../shared/data/fetch_real_music.sh, plus held-out query clips.
+"""A bounded subset of the real catalogue of bench/fetch_real_music.py, plus held-out query clips.
 
-    bash ../shared/data/fetch_real_music.sh /tmp/real/fetched
+    python bench/fetch_real_music.py /tmp/real/fetched
     python bench/real_catalogue.py /tmp/real/fetched /tmp/real --excerpt-seconds 20 --queries 6
 
 Writes ``OUT/catalogue`` (tracks.csv + one excerpt per track: ``--excerpt-seconds`` starting at
@@ -21,7 +21,7 @@ import soundfile as sf
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("fetched", type=Path, help="folder written by fetch_real_music.sh")
+    ap.add_argument("fetched", type=Path, help="folder written by bench/fetch_real_music.py")
     ap.add_argument("out", type=Path)
     ap.add_argument("--tracks", type=int, default=0, help="first N tracks of tracks.csv (0: all)")
     ap.add_argument("--skip-seconds", type=float, default=10.0)

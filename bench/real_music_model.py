@@ -1,6 +1,6 @@
 """A small DiT of the demo's architecture trained on the whole real catalogue, for catalogue-scale benches.
 
-    bash ../shared/data/fetch_real_music.sh /tmp/real/fetched
+    python bench/fetch_real_music.py /tmp/real/fetched
     python bench/real_music_model.py /tmp/real/fetched /tmp/real-model --steps 2000
 
 Every track is decoded once and written whole to ``OUT/audio/`` at the model's format (8 kHz mono,

@@ -2,7 +2,7 @@
 
     python bench/report_size.py [--music DIR]
 
-``--music DIR``: a catalogue of real music (DIR/tracks.csv, e.g. from ../shared/data/fetch_real_music.sh);
+``--music DIR``: a catalogue of real music (DIR/tracks.csv, e.g. from bench/fetch_real_music.py);
 default: the demo's synthetic styles. Every shape has 4 clips, each with its top 10 segments as players
 (44 players, as `tda demo` writes): the demo (8 kHz, 2.048-s clips and segments), a real model at
 44.1 kHz with 10-s segments, and Stable Audio Open's 47-s windows. Clips are music excerpts plus a little

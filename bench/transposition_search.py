@@ -3,7 +3,7 @@
     python bench/transposition_search.py --index demo-out/index [--queries 24] [--prompt] [--name transposition-demo]
 
 A +1 semitone copy of a training segment finds its source track first about 5 times in 24 on the demo
-(docs/evaluation.md), because the model's autoencoder encodes the copy away from its source. This bench asks
+(docs/experiments/semitone-copies.md), because the model's autoencoder encodes the copy away from its source. This bench asks
 whether undoing the shift at query time helps: each probe (a training segment as is, with 20 dB noise, or
 pitch-shifted +1 semitone, as bench/behaviour.py makes them) is attributed as is and shifted by -1 and +1
 semitone (torchaudio's phase vocoder), every segment scored (``--candidates all``), and credited by four rules:

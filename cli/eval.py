@@ -27,7 +27,7 @@ Adapter = Annotated[Optional[str], typer.Option(help="model family whose trainin
 QueryAudio = Annotated[Optional[Path], typer.Option(
     help="held-out audio: DIR/queries.csv (or a catalogue's tracks.csv) with path,prompt[,seconds_start,seconds_total]")]
 Methods = Annotated[Optional[list[str]], typer.Option(
-    "--method", help="methods to compare (shell patterns, repeatable; docs/evaluation.md lists them)")]
+    "--method", help="methods to compare (shell patterns, repeatable; docs/experiments/ground-truth-by-retraining.md lists them)")]
 Cache = Annotated[Optional[Path], typer.Option(help="trained-model cache shared between runs (default: OUT/models)")]
 EstimateOnly = Annotated[bool, typer.Option(help="print the time estimate and stop")]
 

@@ -4,7 +4,7 @@
     result = Attributor.from_index("idx/").attribute(audio, sample_rate, prompt="...")
     result.to_dict()["credits"]
 
-Pipeline (DESIGN.md): conform + window the query -> encode -> unlearn (Newton or ascent, on the chosen
+Pipeline (docs/design.md, docs/method.md): conform + window the query -> encode -> unlearn (Newton or ascent, on the chosen
 parameter subset, silence/padding masked) -> prefilter candidates (FAISS) -> exact scores
 τ_i = L(z_i, θ') − L(z_i, θ0) against the cached baseline -> credits.
 """

@@ -1,6 +1,6 @@
 """Read a catalogue: DIR/tracks.csv with path, title, artist, license and an optional caption.
 
-This is the format ../shared/data/fetch_real_music.sh writes. Paths are relative to DIR or absolute.
+This is the format bench/fetch_real_music.py writes. Paths are relative to DIR or absolute.
 """
 from __future__ import annotations
 

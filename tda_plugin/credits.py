@@ -1,4 +1,4 @@
-"""From segment scores to credits: tracks and artists with shares (DESIGN.md, step 8; docs/method.md, section 10).
+"""From segment scores to credits: tracks and artists with shares (docs/method.md, section 10).
 
 One definition serves order, score and share: a track's credit T_k gathers the *positive* scores of its
 segments among the top segments, either their sum ("sum") or their largest ("max"). A segment whose

@@ -1,4 +1,4 @@
-"""Behavioural checks against known answers (DESIGN.md, "Ground truth"), shared by tests and bench/.
+"""Behavioural checks against known answers (docs/design.md, "Ground truths"), shared by tests and bench/.
 
 * self: a training segment cut out of its track must rank itself first;
 * planted copies: the segment with 20 dB SNR noise, or pitch-shifted by a semitone, must credit its
@@ -207,7 +207,7 @@ def generated_checks(att: Attributor, style_artist: dict[str, str], generate: Ca
 
 
 def prompt_swap_check(att: Attributor, ids: list[int], settings: AttributeSettings) -> tuple[CheckOutcome, CheckOutcome]:
-    """Audio of one style, prompt of another (DESIGN.md's trap): do credits follow the audio or the prompt?
+    """Audio of one style, prompt of another (the prompt-steering trap, docs/design.md): do credits follow the audio or the prompt?
 
     Returns (source artist credited first, prompted artist credited first).
     """

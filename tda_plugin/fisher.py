@@ -1,7 +1,7 @@
 """Diagonal empirical Fisher, per-segment sensitivities and sketches, from per-segment gradients.
 
 F = mean_i (∇θ L(z_i, θ0))², with L(z_i) the per-segment loss averaged over its draws, on the
-parameters unlearning may touch (DESIGN.md, step 4). Per-segment gradients (not batch gradients)
+parameters unlearning may touch (docs/method.md, section 5). Per-segment gradients (not batch gradients)
 make it the empirical Fisher rather than the squared mean gradient.
 
 The maths here consumes chunks of per-segment gradients (:class:`tda_plugin.gradients.GradientChunk`)

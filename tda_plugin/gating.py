@@ -1,9 +1,9 @@
 """The gated conditioning: the segments a clip's *audio* points to, credited by its *prompt* (docs/method.md).
 
 A conditioning enters a score twice, in the clip's unlearning step and in the segments' losses. On the behaviour
-probes (docs/evaluation.md) a step on the model's null branch (``audio``) decided *which* material a clip holds, and
-a wrong prompt could not move it, while the step under the clip's own prompt (``prompt``) ordered that material
-best. The gate takes both: the ``keep`` segments the audio ranks best (the credits' own top), each credited by its
+probes (docs/experiments/prompt-swap-and-branches.md) a step on the model's null branch (``audio``) decided
+*which* material a clip holds, and a wrong prompt could not move it, while the step under the clip's own prompt
+(``prompt``) ordered that material best. The gate takes both: the ``keep`` segments the audio ranks best (the credits' own top), each credited by its
 prompted score where that is positive, nothing for the rest. ``tda attribute --conditioning gated`` and the
 experiments' ``unlearning`` method (the default, derived) share these two functions, so what is measured is what runs.
 """

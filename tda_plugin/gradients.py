@@ -2,8 +2,8 @@
 
 The index build needs, for every segment i, the gradient g_i = ∇θ L(z_i, θ0) of its loss averaged over
 its D draws (for the Fisher, the sensitivities and the gradient sketch) and its per-draw losses
-L(z_i, θ0; j) (the baseline cache). One forward and one backward per segment give both (DESIGN.md,
-steps 3, 4 and 7), where the reference build (:mod:`tda_plugin.fisher`, ``segment_gradients``) takes a
+L(z_i, θ0; j) (the baseline cache). One forward and one backward per segment give both (docs/method.md,
+sections 4, 5 and 9), where the reference build (:mod:`tda_plugin.fisher`, ``segment_gradients``) takes a
 separate forward for the baseline.
 
 Two formulations of the same numbers (equal to float rounding; each deterministic on its own):

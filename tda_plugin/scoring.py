@@ -1,6 +1,6 @@
 """Batched per-segment losses under fixed draws: the baseline cache and the exact scores.
 
-τ_i = L(z_i, θ') − L(z_i, θ0), each averaged over the same D draws (DESIGN.md, steps 3 and 6).
+τ_i = L(z_i, θ') − L(z_i, θ0), each averaged over the same D draws (docs/method.md, sections 4 and 8).
 Batches hold whole segments (all their draws), so results do not depend on batch size or order
 beyond float rounding.
 

@@ -31,7 +31,7 @@ class IndexSettings:
     #: segment's 16-draw sensitivity correlates only 0.68 with its 64-draw one (demo), and copies found without a
     #: prompt found their source more often with 64 (self-rank 19 -> 23/24 on the demo), which needed both the
     #: 64-draw sensitivities and 64-draw scores of the best candidates (each alone: 19/24). Costs 4x the build's
-    #: gradient pass; a query scores 16 of them (``AttributeSettings.shortlist_draws``; docs/evaluation.md)
+    #: gradient pass; a query scores 16 of them (``AttributeSettings.shortlist_draws``; docs/experiments/draws-64.md)
     draws: int = 64
     #: seed of all fixed randomness (noise of (segment, draw), timestep strata, Fisher sample)
     seed: int = 0
@@ -62,7 +62,7 @@ class IndexSettings:
 
 @dataclass(frozen=True)
 class UnlearnSettings:
-    """How the query is forgotten (DESIGN.md, method step 5)."""
+    """How the query is forgotten (docs/method.md, section 7)."""
 
     #: "newton": one Fisher-preconditioned step; "ascent": several gradient-ascent steps with an EWC penalty
     mode: Literal["newton", "ascent"] = "newton"
@@ -93,7 +93,7 @@ class UnlearnSettings:
     #: per stratum): for diffusion adapters a quantile range of the training timestep distribution (higher:
     #: noisier); adapters that read the quantiles otherwise (a codebook level, a diffusion step) are restricted
     #: alike. (0, 1) is the training objective itself and the default: the upper half measured worse on every
-    #: behaviour check (docs/evaluation.md)
+    #: behaviour check (docs/experiments/behaviour-probes.md)
     query_timesteps: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
@@ -162,15 +162,16 @@ class AttributeSettings:
     #: branch, so its prompt is never read, the segments under their captions: credits follow the clip's audio),
     #: or "auto" (gated when the query has a prompt and the model a null branch, so that a wrong prompt cannot
     #: move the credits; else unconditional where the index has null-branch baselines, audio where it has not).
-    #: Without a prompt, "audio" ranks a training segment first more often than "unconditional" (demo 22/24 against 19/24, real music 12/12 against 11/12) but names the prompted artist
-    #: of generated clips less often (11/16 against 13/16, 1/11 against 5/11; docs/evaluation.md, "Which branch").
+    #: Without a prompt, "audio" ranks a training segment first more often than "unconditional" (demo 22/24 against
+    #: 19/24, real music 12/12 against 11/12) but names the prompted artist of generated clips less often (11/16
+    #: against 13/16, 1/11 against 5/11; docs/experiments/prompt-swap-and-branches.md).
     #: "gated" (needs the prompt): the ``top`` segments "audio" ranks best, credited by their "prompt" scores
     #: (tda_plugin/gating.py): a wrong prompt cannot bring in other material, the right one orders it
     conditioning: Literal["auto", "prompt", "unconditional", "audio", "gated"] = "auto"
     #: how a track's credit gathers the positive scores of its segments among the top: "max" (its best segment,
     #: so that a track is not credited more for having more segments) or "sum". "max" found the source track
     #: of noisy copies 23/24 against 15/24 on the demo, 12/12 against 11/12 on real music, the other checks
-    #: within one probe (docs/evaluation.md)
+    #: within one probe (docs/experiments/track-credit.md)
     track_credit: TrackCredit = "max"
 
     def __post_init__(self) -> None:

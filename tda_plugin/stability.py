@@ -1,13 +1,13 @@
 """How much of a clip's first credit is the method's own random numbers: a bootstrap over the loss draws.
 
 Every score averages a segment's loss change over the index's D fixed draws (timestep and noise), so a
-second index seed, with other draws, can put another track first (docs/evaluation.md: 3 of 8 generated demo
+second index seed, with other draws, can put another track first (docs/experiments/second-seed.md: 3 of 8 generated demo
 clips at 16 draws, though never another artist). Resampling those D per-draw changes with replacement, and
 crediting each resample by the credits' own rules, says how often each track and each artist would have come
 first had the draws been others; it costs one small matrix product, not another scoring pass. Measured
 against a second seed on 40 queries of two models: every first track (23) and every first artist (35) that
 was first in at least :data:`SETTLED` of the resamples came first under the second seed too; every
-disagreement between the seeds lay below it (docs/evaluation.md, "Is the first credit settled?"). The
+disagreement between the seeds lay below it (docs/experiments/settled-flag.md). The
 bootstrap sees the scoring draws only, not the query's unlearning draws, so it can say that a credit is
 unsettled, never that one is right.
 """

@@ -1,7 +1,7 @@
 """Has the model learned its catalogue? An independent check, with no model and no attribution in it.
 
 Credits for a clip mean little when the model that made it has not learned its catalogue: its clips
-then sound like no artist in particular (DESIGN.md, "Ground truth"). This check places each generated
+then sound like no artist in particular (docs/design.md, "Ground truths"). This check places each generated
 clip among the catalogue's own audio by a k-nearest-neighbour vote over plain audio features
 (MFCC and chroma statistics, :func:`tda_plugin.embedders.audio_features`) of crops of the training
 tracks, searched with FAISS. It never looks at the model or at the attribution, so "the clip sounds

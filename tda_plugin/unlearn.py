@@ -1,6 +1,6 @@
 """Forget the query: a Fisher-preconditioned Newton step, or ascent steps with an EWC penalty.
 
-Newton (DESIGN.md, step 5):  Δ = (α/N) (F + λI)^-1 ∇θ L(ẑ, θ0),  λ = damping · mean(F).
+Newton (docs/method.md, section 7):  Δ = (α/N) (F + λI)^-1 ∇θ L(ẑ, θ0),  λ = damping · mean(F).
 Ascent: maximise J(θ) = L(ẑ, θ) − (N / 2α) · ewc · (θ−θ0)ᵀ(F + λI)(θ−θ0) by preconditioned steps
 Δ ← Δ + (α/N)(F+λI)^-1 ∇J(θ0+Δ). Its first step is the Newton step; with ewc = 1 each later step
 re-takes the Newton step from the gradient at the current point.

@@ -1,4 +1,4 @@
-"""Behavioural checks on a briefly trained small MusicGen-architecture model (DESIGN.md, "Ground truth").
+"""Behavioural checks on a briefly trained small MusicGen-architecture model (docs/design.md, "Ground truths").
 
 The model is the audiocraft demo's (EnCodec + delay-pattern LM with a LUT prompt conditioner, built by
 audiocraft's builders) on the demo's 8 synthetic artists, trained for fixed step counts so the outcome

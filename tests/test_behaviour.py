@@ -1,4 +1,4 @@
-"""Behavioural checks on the shipped demo model (DESIGN.md, "Ground truth").
+"""Behavioural checks on the shipped demo model (docs/design.md, "Ground truths").
 
 The model is the one `tda demo` uses: stable-audio-tools' DiT over a trained autoencoder, trained on
 the synthetic 8-artist catalogue for a fixed number of steps and shipped in the repository
@@ -61,7 +61,7 @@ def test_copies_without_a_prompt_find_their_source(trained: Attributor, conditio
 
 @pytest.mark.parametrize("conditioning", ["audio", "unconditional"])
 def test_on_the_null_branch_credits_follow_the_audio_not_the_prompt(trained: Attributor, conditioning: str) -> None:
-    """A segment attributed with another style's prompt (DESIGN.md's trap), its step taken on the null branch
+    """A segment attributed with another style's prompt (the prompt-steering trap, docs/design.md), its step taken on the null branch
     (``conditioning="audio"`` or ``"unconditional"``): the prompt cannot pull the credits. (Under the prompt,
     this model's credits follow the wrong prompt too often: 3/8 audio's artist first here; docs/evaluation.md.)"""
     settings = replace(SETTINGS, conditioning=conditioning)

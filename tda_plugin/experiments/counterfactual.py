@@ -10,7 +10,7 @@ removal is then trained for every training seed:
 * ``finetune`` (default, ``finetune_steps`` > 0): starting from the reference, fine-tuned for F steps with and
   without the removed segments (same seed); Δloss = L(without) − L(with). Cheaper per model, and the two
   models share their whole history up to the fine-tuning, so the noise floor is an order lower (measured in
-  docs/evaluation.md: low enough to tell methods apart on 16 queries); but the removed data was seen during
+  docs/experiments/counterfactual.md: low enough to tell methods apart on 16 queries); but the removed data was seen during
   pre-training, so effects are smaller too;
 * ``scratch`` (``finetune_steps`` = 0): from the same initialisation and crop order as that seed's full-data
   reference, for the same step budget; Δloss = L(query; without) − L(query; that seed's reference).
@@ -70,7 +70,7 @@ class Plan:
     random_sets: int = 4
     query_audio: Path | None = None
     #: F > 0: fine-tune the reference for F steps with and without the removed data; 0: retrain from scratch.
-    #: Fine-tuning is the default because its noise floor is an order lower (docs/evaluation.md)
+    #: Fine-tuning is the default because its noise floor is an order lower (docs/experiments/counterfactual.md)
     finetune_steps: int = 50
     loss_draws: int = 64
     #: methods that choose what to remove (registry patterns); random removal is always added

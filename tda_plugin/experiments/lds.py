@@ -66,7 +66,7 @@ class Plan:
     seed: int = 0
     #: loss draws per segment of the reference's index (catalogue target). 16, not the index default of 64: every
     #: method here scores every segment on every draw, so 64 would quadruple the scoring of a run planned to fit
-    #: in about an hour; the LDS of a 64-draw index (``--draws 64``) is in docs/evaluation.md
+    #: in about an hour; the LDS of a 64-draw index (``--draws 64``) is in docs/experiments/draws-64.md
     draws: int = 16
     #: draws of each query loss under each subset model
     loss_draws: int = 64

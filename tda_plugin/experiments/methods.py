@@ -25,7 +25,7 @@ Built in (``select`` drops those the index or model cannot serve, saying why):
 * ``similar:<embedder>`` — cosine similarity under every installed similarity embedder;
 * ``unlearning`` — ``tda attribute``'s default for a prompted clip, the gated conditioning: the segments the clip's
   *audio* points to (``unlearning:audio``'s best ten, the credits' own top), credited by the prompted scores
-  (``unlearning:prompt``), the rest zero; derived from its two parts' stored scores, so it costs them and no more;
+  (``unlearning:prompt``), the rest zero (docs/experiments/gated.md); derived from its two parts' stored scores, so it costs them and no more;
 * ``trak:<k>`` (k = 2048, 8192, 32768) and ``trak:exact`` — TRAK / D-TRAK; ``ekfac`` and ``kfac`` — influence
   functions through kronfluence (:mod:`.influence`);
 * ``random`` — Gaussian scores seeded by the index seed and the query.

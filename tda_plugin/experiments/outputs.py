@@ -1,7 +1,7 @@
 """Every experiment writes the same three things: ``<name>.json``, ``<name>.md`` and PNG plots.
 
 JSON is the machine-readable record (settings, machine, wall time, every figure); the Markdown
-table is what docs/evaluation.md quotes; plots use matplotlib's Agg backend (no display needed).
+table is what docs/evaluation.md and docs/experiments/ quote; plots use matplotlib's Agg backend (no display needed).
 """
 from __future__ import annotations
 

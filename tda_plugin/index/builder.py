@@ -1,4 +1,4 @@
-"""Build an index in resumable stages (DESIGN.md, "The index on disk").
+"""Build an index in resumable stages (docs/index-format.md).
 
 Stages, each checking the one before it and skipping finished work:
 1. ``catalog``  read tracks.csv, decode every file (bad ones are recorded and skipped), plan segments;
