@@ -197,7 +197,7 @@ class Lds:
         sources = [q.source for q in queries]
         doc = {**ctx.header("lds"), "wall_s": round(time.monotonic() - started, 1), "plan": plan.to_dict(),
                "queries": [q.describe() for q in queries], "methods": {m.name: m.cache_key for m in methods},
-               "subsets": subsets, "models": models, "losses": losses.tolist(), "per_query": per_query,
+               "subsets": subsets, "models": models, "losses": losses.tolist(), "per_query": per_query, "costs": ctx.costs,
                "summary": summarise(per_query, sources), "ground_truth": ground_truth(losses)}
         return doc
 
