@@ -13,8 +13,8 @@ Spearman between the shares and Δ over the catalogue's artists, and whether the
 the artist whose removal hurts most (``top_hit``). Over queries: means with bootstrap intervals, and each
 method's paired Wilcoxon test against the default (two-sided, as :mod:`.lds` reports).
 
-Layout of ``out``: queries/, scores/ (shared with the other experiments' stores), losses.json (query losses per
-model), artists.json/.md/.png. Models live in the model cache, shared with the LDS and the counterfactual: the
+Layout of ``out``: queries/, scores/ (the same layout as the LDS's, so one folder can serve both and score each
+method once), artist-losses.json (query losses per model), artists.json/.md/.png. Models live in the model cache, shared with the LDS and the counterfactual: the
 reference and each seed's full-data fine-tune are the counterfactual's own.
 """
 from __future__ import annotations
@@ -109,7 +109,8 @@ class Artists:
         if not can_fine_tune(self.cache.recipe):
             raise TdaError(f"the training recipe of {plan.adapter!r} cannot fine-tune (its train() takes no init), "
                            "and the per-artist ground truth fine-tunes the reference without each artist")
-        self.losses_path = plan.out / "losses.json"
+        # its own file, so that a run may share ``out`` (its queries and stored scores) with an LDS run
+        self.losses_path = plan.out / "artist-losses.json"
         self.losses: dict[str, dict[str, float]] = json.loads(self.losses_path.read_text()) if self.losses_path.is_file() else {}
         #: the one fine-tuned model held in memory (key -> adapter)
         self._loaded: dict[str, Any] = {}
