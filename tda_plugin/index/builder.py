@@ -42,6 +42,7 @@ from .. import distributed
 from ..adapter import Conditioning, ModelAdapter, loss_draws
 from ..atomic import write_json, write_tensors
 from ..catalog import catalog_csv, read_catalog
+from ..copies import build as copies_build
 from ..errors import AudioError, CatalogError, IndexDamagedError, IndexMismatchError
 from ..embedders import uses_gradients
 from ..fisher import fisher_sums, gradient_names, group_damping, named_parameters, reference_chunks, statistics
@@ -268,6 +269,8 @@ def build_index(corpus: Path, out: Path, adapter: ModelAdapter, *, checkpoint: P
                 tensors = _build_shard(adapter, meta, rows, tracks, settings, batch_size)
                 write_tensors(out / shard_name(k), tensors, {"fingerprint": meta.fingerprint})
                 advance(len(rows))
+        distributed.barrier()
+        copies_build.build_shards(out, meta.fingerprint, db, tracks)  # near-copy fingerprints: audio only, no model
         distributed.barrier()
         meta.encoded_shape = list(_shard_latent_shape(out, shards[0]))
         source = _gradient_source(adapter, out, db, tracks, settings, batch_size, reference)
@@ -508,6 +511,7 @@ def _finalize(out: Path, meta: IndexMeta, db: CatalogDB, sketched: bool, kinds: 
 
         first = next(iter(chunks()))[0]
         vectors.save(vectors.build_streaming(len(seg_ids), first.shape[1], chunks), out / vectors_name(kind))
+    copies_build.finalize(out, shards)
     meta.complete = True
     meta.files = verify.manifest(out)
     write_json(out / "index.json", meta.to_dict())

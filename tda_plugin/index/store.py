@@ -30,7 +30,7 @@ SCHEMA_VERSION = 1
 
 #: every path an index owns (``--overwrite`` removes these and nothing else)
 INDEX_FILES = ("index.json", "catalog.sqlite", "shards", "baseline.safetensors", "fisher.safetensors", "vectors.faiss",
-               "vectors.unconditional.faiss")
+               "vectors.unconditional.faiss", "copies.faiss")
 #: suffix of every per-segment tensor cached under the model's null conditioning (unconditional mode)
 UNCONDITIONAL = ".unconditional"
 
@@ -204,6 +204,10 @@ class Index:
             raise
         except (OSError, RuntimeError, ValueError, KeyError, sqlite3.Error, SafetensorError) as exc:  # FAISS, SQLite, ...
             raise damaged(self.root, name, f"unreadable ({' '.join(str(exc).split())[:200]})") from None
+
+    def read(self, name: str, reader: Callable[[Path], T]) -> T:
+        """:meth:`_read` for readers of the index's files outside this module (the near-copy search)."""
+        return self._read(name, reader)
 
     def _tensors(self, name: str) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
