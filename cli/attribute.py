@@ -108,6 +108,8 @@ def attribute(
                                                    "top segments by audio, credited by the prompt")] = AttributeSettings.conditioning,
     track_credit: Annotated[str, typer.Option(help="a track's credit from its top segments' positive scores: max "
                                                    "(its best segment) or sum")] = AttributeSettings.track_credit,
+    copies: Annotated[bool, typer.Option(help="also search the clip for near copies of catalogue tracks (transposed, "
+                                              "re-timed, filtered or mixed), listed beside the credits")] = AttributeSettings.copies,
     seconds_start: Annotated[Optional[float], typer.Option(help="timing conditioning the clips were generated with "
                                                                 "(default: as stored with each clip, else 0)")] = None,
     seconds_total: Annotated[Optional[float], typer.Option(help="timing conditioning (default: as stored with each clip, "
@@ -134,7 +136,7 @@ def attribute(
 def _run(audio: list[Path], index: Path, prompt: str | None, prompts: Path | None, top: int, candidates: str,
          shortlist: int, shortlist_draws: int, json_out: Path | None, csv_out: Path | None, mode: str, alpha: float | None, relative_step: float, steps: int,
          subset: str, unlearn_draws: int, damping: float | None, ewc: float, normalize: str, mask_silence: bool,
-         conditioning: str, track_credit: str, seconds_start: float | None, seconds_total: float | None, batch_size: int, device: str, ckpt: Path | None,
+         conditioning: str, track_credit: str, copies: bool, seconds_start: float | None, seconds_total: float | None, batch_size: int, device: str, ckpt: Path | None,
          model_config: Path | None, sink: list[str] | None, ledger: Path | None, tag_top: int,
          sink_option: list[str] | None, overwrite: bool) -> None:
     from tda_plugin import progress
@@ -154,7 +156,7 @@ def _run(audio: list[Path], index: Path, prompt: str | None, prompts: Path | Non
                               mask_silence=mask_silence)
     settings = AttributeSettings(unlearn, top=top, candidates=_candidates(candidates), batch_size=batch_size,
                                  shortlist=shortlist or None, shortlist_draws=shortlist_draws,
-                                 conditioning=conditioning, track_credit=track_credit)  # type: ignore[arg-type]
+                                 conditioning=conditioning, track_credit=track_credit, copies=copies)  # type: ignore[arg-type]
     sinks = _sinks(sink)
     options = SinkOptions(ledger=ledger, tag_top=tag_top, overwrite=overwrite, extra=_key_values(sink_option or []))
     opened = Index(index)
@@ -234,6 +236,7 @@ def _one(attributor: Any, clip: Clip, settings: AttributeSettings, sinks: list[s
     """Attribute one clip, write its credits, show its table; a failure is recorded on the clip, not raised."""
     from tda_plugin import progress
     from tda_plugin.errors import IndexDamagedError, IndexMismatchError, TdaError
+    from tda_plugin.copies.view import copies_table
     from tda_plugin.report import artists_table, credits_table
     from tda_plugin.sinks import write_credits
 
@@ -252,6 +255,9 @@ def _one(attributor: Any, clip: Clip, settings: AttributeSettings, sinks: list[s
     run.write()
     if clip.error is None and run.tables:
         with progress.paused():
+            near = copies_table(result)
+            if near is not None:
+                out.print(near)
             out.print(credits_table(result, top=settings.top))
             out.print(artists_table(result))
 

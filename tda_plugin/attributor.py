@@ -21,6 +21,7 @@ import torch
 from . import audio as audio_io
 from . import distributed, gating, shortlist, stability
 from .adapter import Conditioning, ModelAdapter
+from .copies.search import CopySearch
 from .credits import build_credits
 from .embedders import uses_gradients
 from .errors import AudioError, CheckpointError, TdaError
@@ -54,10 +55,12 @@ class AttributionResult:
     scores: dict[int, float]
     #: reasons plugins gave not to release the clip (hook ``tda_after_attribution``); empty: release
     vetoes: list[str] = field(default_factory=list)
+    #: catalogue tracks the clip is a near copy of (tda_plugin/copies), beside the credits and never one of them
+    copies: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"query": self.query, "model": self.model, "method": self.method, "segments": self.segments,
-                "credits": self.credits, "artists": self.artists, "vetoes": self.vetoes}
+                "credits": self.credits, "artists": self.artists, "copies": self.copies, "vetoes": self.vetoes}
 
 
 @dataclass
@@ -86,6 +89,7 @@ class Attributor:
         self.adapter = adapter
         self._fisher: dict[str, torch.Tensor] | None = None
         self._sketch: GradientSketch | None = None
+        self._copies: CopySearch | None = None
 
     @classmethod
     def from_index(cls, index_dir: str | Path | Index, *, device: str = "cpu", adapter: ModelAdapter | None = None,
@@ -111,6 +115,15 @@ class Attributor:
         if self._fisher is None:
             self._fisher = {n: t.to(self.adapter.device) for n, t in self.index.fisher().items()}
         return self._fisher
+
+    @property
+    def copies(self) -> CopySearch:
+        """The index's near-copy search; an index without fingerprints says so once, here."""
+        if self._copies is None:
+            self._copies = CopySearch(self.index)
+            if self._copies.note:
+                log.warning("%s: %s", self.index.root, self._copies.note)
+        return self._copies
 
     # -- query ----------------------------------------------------------------------------------
     def encode_query(self, audio: np.ndarray | torch.Tensor, sample_rate: int, prompt: str | None,
@@ -392,6 +405,10 @@ class Attributor:
                     "stability": {"resamples": stability.RESAMPLES, "of": f"the {draws} loss draws",
                                   "settled_at": stability.SETTLED}},
             segments=segs, credits=credits, artists=artists, scores=scores)
+        if settings.copies:
+            with stage("near copies"):
+                result.copies = self.copies.find(audio.detach().cpu().numpy() if torch.is_tensor(audio) else audio, sample_rate)
+            result.method["near_copies"] = self.copies.settings()
         result.vetoes = after_attribution(result.to_dict())
         return result
 

@@ -173,6 +173,9 @@ class AttributeSettings:
     #: of noisy copies 23/24 against 15/24 on the demo, 12/12 against 11/12 on real music, the other checks
     #: within one probe (docs/experiments/track-credit.md)
     track_credit: TrackCredit = "max"
+    #: also search the clip for near copies of catalogue tracks (tda_plugin/copies: transposed, re-timed, filtered or
+    #: remixed), reported beside the credits; an index built without fingerprints skips it with a note
+    copies: bool = True
 
     def __post_init__(self) -> None:
         if self.track_credit not in TRACK_CREDITS:

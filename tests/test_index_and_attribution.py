@@ -55,7 +55,7 @@ def _query(catalogue: Path) -> np.ndarray:
 def test_attribution_result_schema(tiny_index: Path, tiny_catalogue: Path) -> None:
     result = Attributor.from_index(tiny_index).attribute(_query(tiny_catalogue), SR, prompt="high beep", settings=SMALL,
                                                          path="q.wav").to_dict()
-    assert set(result) == {"query", "model", "method", "segments", "credits", "artists", "vetoes"}
+    assert set(result) == {"query", "model", "method", "segments", "credits", "artists", "copies", "vetoes"}
     assert result["vetoes"] == []  # no plugin vetoed its release
     assert result["query"]["path"] == "q.wav" and result["query"]["prompt"] == "high beep"
     for key in ("mode", "alpha", "steps", "subset", "draws", "unlearn_draws", "candidates", "seed"):
