@@ -30,6 +30,8 @@ import soundfile as sf
 from rich.table import Table
 from rich.text import Text
 
+from .copies.view import copy_rows
+
 __all__ = [
     "ArtistTotal",
     "ClipReport",
@@ -333,6 +335,8 @@ class _Clip:
     artists: list[dict[str, Any]]
     artists_note: str | None
     segments: list[dict[str, Any]] = field(default_factory=list)
+    #: the catalogue tracks the clip is a near copy of (tda_plugin/copies), shown above the credits
+    copies: list[dict[str, str]] = field(default_factory=list)
 
 
 def _segments(clip: ClipReport, number: int, label: str, source: AudioSource) -> list[dict[str, Any]]:
@@ -391,6 +395,7 @@ def _clip(number: int, clip: ClipReport, top: int, source: AudioSource) -> _Clip
                   "bar": round(100.0 * max(float(a["share"]), 0.0) / peak, 1) if peak > 0 else 0.0} for a in artists],
         artists_note=f"Listed artists account for {_fmt_share(total)} of the credit." if artists and total < 0.995 else None,
         segments=_segments(clip, number, label, source),
+        copies=copy_rows(result),
     )
 
 
