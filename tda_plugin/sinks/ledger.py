@@ -6,6 +6,9 @@ Append-only is enforced by triggers that abort any UPDATE or DELETE. Concurrent 
 WAL journal, a busy timeout, and one ``BEGIN IMMEDIATE`` transaction per attribution, so two processes
 attributing at once both land all their rows.
 
+A clip's near copies (tda_plugin/copies) go to a second append-only table, ``copies``, one row per copied
+track under the same ``attribution_id``; a ledger written before it existed gains the table when next opened.
+
 Location: ``--ledger PATH`` / ``SinkOptions(ledger=...)``, else ``$TDA_LEDGER``, else
 ``$XDG_DATA_HOME/tda-plugin/credits.sqlite`` (``~/.local/share/tda-plugin/credits.sqlite``).
 """
@@ -26,12 +29,15 @@ from ..hookspecs import hookimpl
 from .base import Receipt, SinkOptions, SinkSpec
 
 NAME = "ledger"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: seconds a writer waits for another writer's transaction before giving up
 BUSY_TIMEOUT_S = 60.0
 
 COLUMNS = ("id", "attribution_id", "created_at", "generated", "prompt", "adapter", "model_fingerprint", "method",
            "rank", "track_id", "title", "artist", "license", "track_path", "score", "share")
+#: the columns of the ``copies`` table after its id, attribution_id, created_at and generated
+COPY_COLUMNS = ("track_id", "title", "artist", "license", "track_path", "start_s", "end_s", "query_start_s",
+                "query_end_s", "transposition_semitones", "tempo_ratio", "similarity", "score")
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS credits (
@@ -54,6 +60,23 @@ CREATE INDEX IF NOT EXISTS credits_by_time ON credits(created_at);
 CREATE TRIGGER IF NOT EXISTS credits_no_update BEFORE UPDATE ON credits
     BEGIN SELECT RAISE(ABORT, 'the credits ledger is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS credits_no_delete BEFORE DELETE ON credits
+    BEGIN SELECT RAISE(ABORT, 'the credits ledger is append-only'); END;
+CREATE TABLE IF NOT EXISTS copies (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    attribution_id TEXT NOT NULL,       -- the clip's rows in credits carry the same id
+    created_at TEXT NOT NULL,
+    generated TEXT,
+    track_id INTEGER NOT NULL,
+    title TEXT, artist TEXT, license TEXT, track_path TEXT,
+    start_s REAL NOT NULL, end_s REAL NOT NULL,               -- the copied span, in the track
+    query_start_s REAL NOT NULL, query_end_s REAL NOT NULL,   -- where it is in the generated clip
+    transposition_semitones INTEGER NOT NULL, tempo_ratio REAL NOT NULL,
+    similarity REAL NOT NULL, score REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS copies_by_artist ON copies(artist, created_at);
+CREATE TRIGGER IF NOT EXISTS copies_no_update BEFORE UPDATE ON copies
+    BEGIN SELECT RAISE(ABORT, 'the credits ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS copies_no_delete BEFORE DELETE ON copies
     BEGIN SELECT RAISE(ABORT, 'the credits ledger is append-only'); END;
 PRAGMA user_version = {SCHEMA_VERSION};
 """
@@ -132,7 +155,7 @@ class Ledger:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:  # new file: create once
+            if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:  # new file, or one without copies
                 db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
         except sqlite3.DatabaseError:
             db.close()
@@ -152,7 +175,8 @@ class Ledger:
         return _Immediate(self._db)
 
     def append(self, result: dict[str, Any], generated: Path | None) -> int:
-        """Append one row per credit of ``result`` in one transaction; returns the number of rows."""
+        """Append one row per credit of ``result`` (and one per near copy, to ``copies``) in one transaction; returns
+        the number of rows."""
         model, method, query = result.get("model", {}), result.get("method", {}), result.get("query", {})
         aid = uuid.uuid4().hex
         now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
@@ -161,10 +185,14 @@ class Ledger:
                  json.dumps(method, sort_keys=True), c["rank"], c["track_id"], c.get("title"), c.get("artist"),
                  c.get("license"), c.get("path"), float(c["score"]), float(c["share"]))
                 for c in result.get("credits") or []]
+        copies = [(aid, now, where, c["track_id"], c.get("title"), c.get("artist"), c.get("license"), c.get("path"),
+                   *(c[k] for k in COPY_COLUMNS[5:])) for c in result.get("copies") or []]
+        names = ("attribution_id", "created_at", "generated", *COPY_COLUMNS)
         with self._transaction():
             self._db.executemany(f"INSERT INTO credits ({', '.join(COLUMNS[1:])}) VALUES ({', '.join('?' * (len(COLUMNS) - 1))})",
                                  rows)
-        return len(rows)
+            self._db.executemany(f"INSERT INTO copies ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", copies)
+        return len(rows) + len(copies)
 
     def rows(self, *, artist: str | None = None, since: str | None = None) -> Iterator[LedgerRow]:
         """Rows oldest first, optionally of one artist and from a date/time on (``since``: ISO date or time)."""

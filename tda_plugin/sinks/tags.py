@@ -16,6 +16,7 @@ from typing import Any, Callable
 import soundfile as sf
 
 from ..atomic import atomic_path
+from ..copies.view import tag_lines
 from ..errors import AudioError, MissingDependencyError, TdaError
 from ..hookspecs import hookimpl
 from .base import Receipt, SinkOptions, SinkSpec
@@ -47,10 +48,11 @@ def audio_format(path: Path) -> str:
 
 
 def readable(result: dict[str, Any], top: int) -> str:
-    """``1. Artist - Title (licence) 41.2%`` per line: what a tag editor or player shows."""
+    """``1. Artist - Title (licence) 41.2%`` per line, after a line per near copy (tda_plugin/copies): what a tag
+    editor or player shows."""
     lines = [f"{c['rank']}. {c['artist']} - {c['title']} ({c['license']}) {100 * float(c['share']):.1f}%"
              for c in (result.get("credits") or [])[:top]]
-    return "\n".join(lines) or "no credits"
+    return "\n".join(tag_lines(result) + lines) or "no credits"
 
 
 def _opener(fmt: str) -> Callable[[str], Any]:
