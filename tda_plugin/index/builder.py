@@ -4,6 +4,7 @@ Stages, each checking the one before it and skipping finished work:
 1. ``catalog``  read tracks.csv, decode every file (bad ones are recorded and skipped), plan segments;
 2. ``shards``   per shard: decode, encode, embeddings (of embedders that need no gradients);
                 one atomic file per shard, so an interrupted build resumes at the first missing shard;
+                then, per shard, the near-copy fingerprints of the audio (:mod:`tda_plugin.copies.build`);
 3. ``fisher``   diagonal Fisher over a seeded sample of segments, in fixed chunks of
                 ``FISHER_CHUNK`` segments (one atomic partial file each), merged in chunk order;
 4. ``statistics`` per shard: each segment's baseline losses under the fixed draws, its preconditioned
