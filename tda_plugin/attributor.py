@@ -373,10 +373,11 @@ class Attributor:
         first_tracks, first_artists = stability.first_shares(
             scored.change, self.normalised(ids, torch.ones(len(ids)), un, segment_branch),
             [self.index.segments[i].track_id for i in ids], {t: row.artist for t, row in self.index.tracks.items()},
-            settings.top, settings.track_credit, seed)
-        for credit in credits:
+            settings.top, settings.track_credit, seed, segment_ids=ids)
+        estimable = stability.estimable(scored.change.shape[1])
+        for credit in credits if estimable else ():
             credit["first_share"] = first_tracks.get(credit["track_id"], 0.0)
-        for artist in artists:
+        for artist in artists if estimable else ():
             artist["first_share"] = first_artists.get(artist["artist"], 0.0)
         result = AttributionResult(
             query={"path": path, "prompt": prompt, "duration_s": round(query.duration_s, 6),
@@ -390,7 +391,8 @@ class Attributor:
                     "segment_seconds": meta.segment_seconds, "relative_step": relative_step,
                     "prefilter": self.prefilter_basis(un, len(candidates)),
                     "stability": {"resamples": stability.RESAMPLES, "of": f"the {draws} loss draws",
-                                  "settled_at": stability.SETTLED}},
+                                  "settled_at": stability.SETTLED} if estimable else
+                    {"not_estimable": f"the index keeps {draws} loss draw: no resample differs from the result"}},
             segments=segs, credits=credits, artists=artists, scores=scores)
         result.vetoes = after_attribution(result.to_dict())
         return result
