@@ -98,7 +98,7 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd forward")
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     args = ap.parse_args()
-    from tda_plugin.adapters.stable_audio import StableAudioAdapter, build_model
+    from tda_plugin.adapters.stable_audio_adapter import StableAudioAdapter, build_model
 
     t0 = time.monotonic()
     dev = torch.device("cuda" if torch.cuda.is_available() and not args.small else "cpu")

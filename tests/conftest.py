@@ -58,7 +58,7 @@ def random_model(config: dict, out_dir: Path, seed: int = 0) -> tuple[Path, Path
     """
     from safetensors.torch import save_file
 
-    from tda_plugin.adapters.stable_audio import build_model
+    from tda_plugin.adapters.stable_audio_adapter import build_model
     from tda_plugin.atomic import write_json
 
     torch.manual_seed(seed)
