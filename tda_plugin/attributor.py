@@ -255,14 +255,19 @@ class Attributor:
         return shortlist.Scored(list(ids), tau, self.normalised(ids, tau, un, conditioning), change)
 
     def loss_changes(self, ids: list[int], names: list[str], delta: list[torch.Tensor], batch_size: int,
-                     precision: Precision = "fp32", conditioning: str = "prompt") -> torch.Tensor:
-        """L(z_i, θ0+Δ) − L(z_i, θ0) [n, D], draw by draw: τ is their mean, and :mod:`.stability` resamples them."""
+                     precision: Precision = "fp32", conditioning: str = "prompt",
+                     draws: Sequence[int] | None = None) -> torch.Tensor:
+        """L(z_i, θ0+Δ) − L(z_i, θ0) [n, D], draw by draw (or [n, len(draws)]: only those of the index's draws): τ is
+        their mean, and :mod:`.stability` resamples them. The baseline is the cached one in fp32, and recomputed
+        (paired) in bf16, since the cached fp32 baseline would not cancel bf16 rounding."""
         if batch_size == 0:
             batch_size = self._auto_batch(ids, precision)
-        after = self.losses_after(ids, names, delta, batch_size, precision, conditioning)
-        base = self.index.baseline_rows(ids, conditioned("losses", conditioning)) if precision == "fp32" else \
-            self.losses_after(ids, names, [torch.zeros_like(d) for d in delta], batch_size, precision, conditioning)
-        return after - base
+        after = self.losses_after(ids, names, delta, batch_size, precision, conditioning, draws=draws)
+        if precision == "fp32":
+            base = self.index.baseline_rows(ids, conditioned("losses", conditioning))
+            return after - (base if draws is None else base[:, list(draws)])
+        return after - self.losses_after(ids, names, [torch.zeros_like(d) for d in delta], batch_size, precision,
+                                         conditioning, draws=draws)
 
     def normalised(self, ids: list[int], tau: torch.Tensor, un: UnlearnSettings,
                    conditioning: str = "prompt") -> torch.Tensor:
@@ -357,7 +362,12 @@ class Attributor:
         damping = index_damping if un.damping is None else un.damping
         with stage("prefilter"):
             candidates = self.candidates(query, settings)
-        scored = shortlist.scores(self, candidates, names, delta, un, settings, segment_branch)
+        batch = settings.batch_size or self._auto_batch(candidates, settings.precision)
+        scored = shortlist.scores(
+            candidates, int(draws), settings,
+            change=lambda ids, subset: self.loss_changes(ids, names, delta, batch, settings.precision, segment_branch,
+                                                         subset),
+            normalise=lambda ids, tau: self.normalised(ids, tau, un, segment_branch))
         fully_scored = len(scored.ids)
         if kind == "gated":
             with stage("gate"):
