@@ -78,13 +78,13 @@ def attribute_settings(params: Mapping[str, Any]) -> AttributeSettings:
 
 
 def attribute_clip(attributor: Any, clip: Clip, settings: AttributeSettings) -> Any:
-    """The one place a clip is attributed. ``clip.prompt`` None: no prompt is known, so under the default
-    ``--conditioning auto`` it is attributed on the model's null branch (docs/method.md)."""
-    from tda_plugin import audio as audio_io
-
-    data, rate = audio_io.load(clip.path)
-    return attributor.attribute(data, rate, prompt=clip.prompt, settings=settings, path=str(clip.path),
-                                seconds_start=clip.seconds_start, seconds_total=clip.seconds_total)
+    """The one place a clip is attributed: the audio :func:`.inputs.check` decoded and checked, released once handed
+    over. ``clip.prompt`` None: no prompt is known, so under the default ``--conditioning auto`` it is attributed on
+    the model's null branch (docs/method.md)."""
+    audio, clip.audio = clip.audio, None
+    assert audio is not None, "inputs.check decodes every clip it lets through"
+    return attributor.attribute(audio, clip.sample_rate, prompt=clip.prompt, settings=settings, path=str(clip.path),
+                                seconds_start=clip.seconds_start, seconds_total=clip.seconds_total, checked=clip.warnings)
 
 
 @guarded

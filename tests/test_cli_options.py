@@ -1,12 +1,15 @@
-"""`tda attribute`'s options reach the settings by field name."""
+"""`tda attribute`'s options reach the settings by field name, and each clip is decoded and checked once."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 import typer
 import typer.core
+from typer.testing import CliRunner
 
 from tda_plugin.cli.app import app
 from tda_plugin.cli.attribute import attribute_settings
@@ -50,3 +53,18 @@ def test_each_option_sets_its_field() -> None:
     assert settings_from(SinkOptions, given, extra={"k": "v"}) == SinkOptions(Path("credits.sqlite"), 2, True, {"k": "v"})
     assert attribute_settings(parsed("--candidates", "all")).candidates == "all"
 
+
+def test_a_clip_is_decoded_and_checked_once(tmp_path: Path, tiny_catalogue: Path, tiny_index: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from tda_plugin import audio as audio_io
+
+    clip = tmp_path / "clip.wav"
+    shutil.copy(tiny_catalogue / "audio" / "t0.wav", clip)
+    calls: list[str] = []
+    load, check_levels = audio_io.load, audio_io.check_levels
+    monkeypatch.setattr(audio_io, "load", lambda path: calls.append("load") or load(path))
+    monkeypatch.setattr(audio_io, "check_levels", lambda data, name: calls.append("check") or check_levels(data, name))
+    r = CliRunner().invoke(app, ["attribute", str(clip), "--index", str(tiny_index), "--prompt", "low hum", "--sink", "none",
+                                 "--unlearn-draws", "2", "--alpha", "1e-7", "--candidates", "all", "--top", "3"])
+    assert r.exit_code == 0, r.output
+    assert calls == ["load", "check"]
