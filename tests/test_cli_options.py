@@ -1,4 +1,5 @@
-"""`tda attribute`'s options reach the settings by field name, and each clip is decoded and checked once."""
+"""`tda attribute`'s and `tda index build`'s options reach the settings by field name, and `tda attribute` decodes
+and checks each clip once."""
 from __future__ import annotations
 
 import dataclasses
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 from tda_plugin.cli.app import app
 from tda_plugin.cli.attribute import attribute_settings
 from tda_plugin.cli.fields import settings_from
-from tda_plugin.settings import AttributeSettings, UnlearnSettings
+from tda_plugin.settings import AttributeSettings, IndexSettings, UnlearnSettings
 from tda_plugin.sinks import SinkOptions
 
 #: the options of `tda attribute` that are no settings field: the call's inputs, outputs and model location
@@ -23,11 +24,19 @@ CALL_OPTIONS = {"audio", "index", "prompt", "prompts", "seconds_start", "seconds
                 "ckpt", "model_config", "sink", "sink_option"}
 
 
-def parsed(*args: str) -> dict[str, Any]:
-    """The parameters `tda attribute clip.wav --index idx ARGS` parses to (defaults included), without running it."""
-    group = typer.main.get_command(app)
-    assert isinstance(group, typer.core.TyperGroup)
-    return group.commands["attribute"].make_context("attribute", ["clip.wav", "--index", "idx", *args]).params
+#: the same for `tda index build`
+BUILD_OPTIONS = {"corpus", "out_dir", "ckpt", "model_config", "adapter", "batch_size", "device", "overwrite"}
+
+
+def parsed(*args: str, command: tuple[str, ...] = ("attribute",)) -> dict[str, Any]:
+    """The parameters `tda attribute clip.wav --index idx ARGS` (or another ``command`` given its whole ``args``) parses
+    to, defaults included, without running it."""
+    found = typer.main.get_command(app)
+    for name in command:
+        assert isinstance(found, typer.core.TyperGroup)
+        found = found.commands[name]
+    given = ["clip.wav", "--index", "idx", *args] if command == ("attribute",) else list(args)
+    return found.make_context(" ".join(command), given).params
 
 
 def test_every_option_is_a_settings_field_or_the_calls_own() -> None:
@@ -52,6 +61,17 @@ def test_each_option_sets_its_field() -> None:
                                                           conditioning="audio", track_credit="sum", batch_size=0)
     assert settings_from(SinkOptions, given, extra={"k": "v"}) == SinkOptions(Path("credits.sqlite"), 2, True, {"k": "v"})
     assert attribute_settings(parsed("--candidates", "all")).candidates == "all"
+
+
+def test_index_build_options_are_its_settings() -> None:
+    build = ("index", "build")
+    required = ("catalogue/", "--out", "idx", "--ckpt", "model.safetensors")
+    fields = {f.name for f in dataclasses.fields(IndexSettings)}
+    assert set(parsed(*required, command=build)) - fields == BUILD_OPTIONS
+    assert settings_from(IndexSettings, parsed(*required, command=build)) == IndexSettings()
+    given = parsed(*required, "--segment-seconds", "2", "--draws", "8", "--seed", "3", "--fisher-segments", "9",
+                   "--embedder", "activations", "--shard-size", "5", "--damping", "0.2", "--no-unconditional", command=build)
+    assert settings_from(IndexSettings, given) == IndexSettings(2.0, 8, 3, 9, "activations", 5, 0.2, False)
 
 
 def test_a_clip_is_decoded_and_checked_once(tmp_path: Path, tiny_catalogue: Path, tiny_index: Path,
