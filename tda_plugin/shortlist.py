@@ -70,13 +70,13 @@ def top_ids(ids: Sequence[int], score: torch.Tensor, k: int) -> list[int]:
 class LossChanges(Protocol):
     """L(z_i, θ') − L(z_i, θ0) of segments ``ids`` on the index's draws ``draws`` (None: all of them), [len(ids), D']."""
 
-    def __call__(self, ids: list[int], draws: list[int] | None) -> torch.Tensor: ...
+    def __call__(self, ids: list[int], draws: list[int] | None, /) -> torch.Tensor: ...
 
 
 class Normalise(Protocol):
     """The final score of segments ``ids`` from their mean loss changes ``tau``."""
 
-    def __call__(self, ids: list[int], tau: torch.Tensor) -> torch.Tensor: ...
+    def __call__(self, ids: list[int], tau: torch.Tensor, /) -> torch.Tensor: ...
 
 
 def scores(ids: list[int], draws: int, settings: AttributeSettings, change: LossChanges, normalise: Normalise) -> Scored:
