@@ -1,5 +1,5 @@
 """The shortlist's two passes: a subset of draws reproduces those draws exactly, the shortlisted scores are the
-exhaustive ones, and the bench's replay of a setting (recall.staged_top) is what attribution reports."""
+exhaustive ones, and the bench's replay of a setting (bench/query_trace.py, staged_top) is what attribution reports."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from bench.query_trace import exhaustive_top, exhaustive_trace, staged_top
 from tda_plugin import Attributor, AttributeSettings, UnlearnSettings
 from tda_plugin.audio import load as load_audio
 from tda_plugin.index.builder import segment_conditioning
 from tda_plugin.randomness import make_draws, segment_stream
-from tda_plugin.recall import Query, exhaustive_top, exhaustive_trace, staged_top
+from tda_plugin.recall import Query
 from tda_plugin.scoring import losses
 from tda_plugin.shortlist import first_pass_draws
 

@@ -24,12 +24,12 @@ from .conftest import tiny_config, write_catalogue
 REPO = Path(__file__).resolve().parents[1]
 T5_PROMPT = {"id": "prompt", "type": "t5", "config": {"t5_model_name": t5_cache.MODEL_NAME, "max_length": 16}}
 
-#: builds the random-weight checkpoint (conftest's ``random_model``) in a process that sees the
+#: builds the random-weight checkpoint (bench/tiny_project.py's ``random_model``) in a process that sees the
 #: private cache, since T5Conditioner loads T5 when the model is constructed
 BUILD_MODEL = """
 import json, sys
 from pathlib import Path
-from tests.conftest import random_model
+from bench.tiny_project import random_model
 random_model(json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2]), seed=0)
 """
 

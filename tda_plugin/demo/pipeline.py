@@ -112,7 +112,8 @@ def _audiocraft(tracks: list, model_dir: Path, *, train: bool, seed: int, device
                 settings: AttributeSettings) -> DemoModel:
     import torch
 
-    from ..adapters.audiocraft import LM_FILE, load as load_adapter
+    from ..adapters.audiocraft import load as load_adapter
+    from ..adapters.audiocraft_toolkit import LM_FILE
     from ..adapters.audiocraft_demo import train_demo_model
     from ..adapters.audiocraft_generation import gen_model, generate as generate_with_credits
 
