@@ -18,7 +18,8 @@ from bench.tiny_project import SEGMENT, SR, random_model, tiny_config, write_cat
 
 os.environ.setdefault("TDA_NO_PROGRESS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# one thread per pytest-xdist worker (the workers already share the cores), at most two otherwise
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -31,6 +31,8 @@ from tda_plugin.settings import IndexSettings
 CODEC_STEPS, LM_STEPS = 100, 600
 #: the thread count the model is trained under, whatever the machine's (see the fixture)
 TRAINING_THREADS = 2
+#: minutes of training and probing: the second tier (make test-slow), which CI runs
+pytestmark = pytest.mark.slow
 SETTINGS = AttributeSettings(candidates="all")
 
 

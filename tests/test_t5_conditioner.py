@@ -84,6 +84,7 @@ def t5_checkpoint(tmp_path_factory: pytest.TempPathFactory, t5_home: Path) -> Pa
     return ckpt
 
 
+@pytest.mark.slow  # builds a T5 cache and indexes with it: a minute or more
 def test_index_and_attribute_with_t5_prompt_conditioner(tmp_path: Path, t5_home: Path, t5_checkpoint: Path) -> None:
     """The whole CLI path works with T5 resolved from an offline cache, and the result is well formed."""
     env = t5_cache.offline_env(t5_home)
@@ -101,6 +102,7 @@ def test_index_and_attribute_with_t5_prompt_conditioner(tmp_path: Path, t5_home:
     assert doc["model"]["fingerprint"] == info["fingerprint"]
 
 
+@pytest.mark.slow  # builds a T5 cache and indexes with it: a minute or more
 def test_missing_t5_is_one_line_error(tmp_path: Path, t5_checkpoint: Path) -> None:
     """Without T5 in the (offline) cache the user gets one error line naming T5, not a transformers traceback.
 
