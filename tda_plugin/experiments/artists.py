@@ -40,8 +40,8 @@ from .lds import DEFAULT, versus
 from .methods import check_patterns, open_context, select
 from .metrics import mean_interval
 from .outputs import markdown_table
-from .retraining import (LOSS_SEED_OFFSET, ModelCache, Query, can_fine_tune, catalogue_segments, excluded_ranges,
-                         experiment_queries, held_out_queries, measure_costs, query_loss)
+from .retraining import (LOSS_SEED_OFFSET, ModelCache, Query, can_fine_tune, catalogue_segments, check_queries,
+                         excluded_ranges, experiment_queries, held_out_queries, measure_costs, query_loss)
 from .scores import ScoreStore, all_scores
 
 
@@ -70,8 +70,7 @@ class Plan:
     def __post_init__(self) -> None:
         if self.seeds < 1 or self.steps < 1 or self.finetune_steps < 1 or self.loss_draws < 1 or self.top < 1:
             raise TdaError("seeds, steps, fine-tuning steps, loss draws and top must all be at least 1")
-        if self.queries < 0 or (self.queries == 0 and self.query_audio is None):
-            raise TdaError("give generated queries (--queries N), held-out audio (--query-audio DIR), or both")
+        check_queries(self.queries, self.query_audio)
         check_patterns(self.methods)
 
     @property
@@ -115,15 +114,11 @@ class Artists:
         #: the one fine-tuned model held in memory (key -> adapter)
         self._loaded: dict[str, Any] = {}
 
-    def _index_settings(self) -> IndexSettings:
-        return IndexSettings(seed=self.plan.seed, draws=self.plan.draws)
-
     def base_key(self) -> str:
-        return self.cache.key(seed=self.plan.seed, steps=self.plan.steps, exclude={})
+        return self.cache.reference_key(seed=self.plan.seed, steps=self.plan.steps)
 
     def reference(self) -> Attributor:
-        key = self.cache.train(seed=self.plan.seed, steps=self.plan.steps, exclude={}, note={"role": "reference"})
-        return self.cache.reference_index(key, self.plan.corpus, self._index_settings())
+        return self.cache.reference(self.plan.corpus, seed=self.plan.seed, steps=self.plan.steps, draws=self.plan.draws)
 
     def artists(self) -> list[str]:
         return sorted({t.artist for t in self.tracks})
@@ -138,7 +133,7 @@ class Artists:
     def estimate(self) -> list[tuple[str, float]]:
         plan = self.plan
         n_models = plan.seeds * (len(self.artists()) + 1)
-        have_ref = self.cache.has_index(self.base_key(), self._index_settings())
+        have_ref = self.cache.has_reference(seed=plan.seed, steps=plan.steps, draws=plan.draws)
         att = self.reference() if have_ref else None
         costs = measure_costs(self.cache.recipe, self.spec, self.tracks, plan.seed, plan.draws,
                               model=att.adapter if att else None)

@@ -44,7 +44,7 @@ from ..settings import IndexSettings, UnlearnSettings
 from .methods import REGISTRY, check_patterns, open_context, select
 from .metrics import linear_datamodeling_score, mean_interval, paired_test
 from .outputs import markdown_table
-from .retraining import (LOSS_SEED_OFFSET, ModelCache, Query, catalogue_segments, excluded_ranges,
+from .retraining import (LOSS_SEED_OFFSET, ModelCache, Query, catalogue_segments, check_queries, excluded_ranges,
                          experiment_queries, held_out_queries, measure_costs, query_loss)
 from .scores import ScoreStore, all_scores
 
@@ -79,8 +79,7 @@ class Plan:
             raise TdaError("alpha (the fraction of segments each subset keeps) must be between 0 and 1")
         if self.subset_models < 3 or self.seeds < 1 or self.steps < 1 or self.loss_draws < 1:
             raise TdaError("need at least 3 subset models, 1 seed, 1 training step and 1 loss draw")
-        if self.queries < 0 or (self.queries == 0 and self.query_audio is None):
-            raise TdaError("give generated queries (--queries N), held-out audio (--query-audio DIR), or both")
+        check_queries(self.queries, self.query_audio)
         check_patterns(self.methods)
 
     @property
