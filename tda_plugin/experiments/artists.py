@@ -39,7 +39,7 @@ from ..settings import AttributeSettings, IndexSettings, TrackCredit
 from .lds import DEFAULT, versus
 from .methods import check_patterns, open_context, select
 from .metrics import mean_interval
-from .outputs import markdown_table
+from .outputs import interval_bars, markdown_table
 from .retraining import (LOSS_SEED_OFFSET, ModelCache, Query, can_fine_tune, catalogue_segments, check_queries,
                          excluded_ranges, experiment_queries, held_out_queries, measure_costs, query_loss)
 from .scores import ScoreStore, all_scores
@@ -242,15 +242,5 @@ def render(doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
           + f"\nmean rise of a query's loss without an artist {doc['truth_summary']['mean_rise']:.4g}"
           + (f"; seed-to-seed SD of a rise {sd:.3g}" if sd is not None else "") + "\n")
 
-    def bars(ax: Any) -> None:
-        names = [r[0] for r in rows]
-        means = np.array([summary[n]["spearman"]["mean"] for n in names])
-        err = np.array([[summary[n]["spearman"]["mean"] - summary[n]["spearman"]["low"],
-                         summary[n]["spearman"]["high"] - summary[n]["spearman"]["mean"]] for n in names]).T
-        ax.barh(np.arange(len(names)), means, xerr=np.nan_to_num(err), color="tab:green")
-        ax.set_yticks(np.arange(len(names)), names, fontsize=7)
-        ax.invert_yaxis()
-        ax.axvline(0, color="k", lw=0.8)
-        ax.set_xlabel("Spearman of artist shares with the true rises (mean over queries, 95 % interval)")
-
-    return md, {"methods": bars}
+    return md, {"methods": interval_bars({r[0]: summary[r[0]]["spearman"] for r in rows}, "tab:green",
+                                         "Spearman of artist shares with the true rises (mean over queries, 95 % interval)")}
