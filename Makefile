@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
 
-.PHONY: demo test toolkit-env venv clean demo-model
+.PHONY: demo test test-slow test-all toolkit-env venv clean demo-model
 
 $(BIN)/tda: pyproject.toml requirements/constraints.txt requirements/toolkits.txt requirements/toolkits-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,14 @@ venv: $(BIN)/tda
 demo: venv
 	$(BIN)/tda demo --out demo-out
 
+# the tests in two tiers: `test` in minutes (two workers), `test-slow` the long end-to-end behaviour runs; CI runs both
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
+
+test-slow: venv
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m slow
+
+test-all: test test-slow
 
 # README's install lines in a fresh `pip install stable-audio-tools` venv (slow, downloads; not part of `make test`)
 toolkit-env: venv

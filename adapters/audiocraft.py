@@ -13,59 +13,29 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import logging
 import re
-import warnings
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable, Iterator
 
 import torch
 
 from tda_plugin.adapter import Conditioning
-from tda_plugin.errors import CheckpointError, import_failure
+from tda_plugin.errors import CheckpointError
 from tda_plugin.hookspecs import hookimpl
 from tda_plugin.randomness import Draws
 from tda_plugin.registry import AdapterSpec
 
 from .audiocraft_losses import ConditionTensors, condition_groups, magnet_loss, musicgen_loss
+from .audiocraft_mbd import AudiocraftMBDAdapter
+from .audiocraft_toolkit import COMPRESSION_FILE, LM_FILE, REQUIREMENT, quiet, toolkit
 
 log = logging.getLogger(__name__)
 
 NAME = "audiocraft"
-REQUIREMENT = "pip install --no-deps audiocraft==1.3.0 xformers, then the packages of README: Install"
-LM_FILE, COMPRESSION_FILE = "state_dict.bin", "compression_state_dict.bin"
 #: Hugging Face files each pretrained piece loads (alternatives separated by "|")
 T5_FILES = ("config.json", "spiece.model|tokenizer.json", "model.safetensors|pytorch_model.bin")
 HF_ENCODEC_FILES = ("config.json", "model.safetensors|pytorch_model.bin")
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """xformers and audiocraft print and warn on import and on model construction."""
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        logging.disable(logging.WARNING)
-        try:
-            yield
-        finally:
-            logging.disable(logging.NOTSET)
-
-
-def toolkit() -> SimpleNamespace:
-    """Import the pieces of audiocraft the adapter uses, or say in one line what to install."""
-    try:
-        with quiet():
-            import audiocraft.models.builders as builders
-            import audiocraft.models.loaders as loaders
-            from audiocraft.models.lm_magnet import MagnetLMModel
-            from audiocraft.modules import conditioners
-            from audiocraft.modules.transformer import set_efficient_attention_backend
-    except ImportError as exc:
-        raise import_failure(exc, "audiocraft", "audiocraft", REQUIREMENT) from None
-    return SimpleNamespace(builders=builders, loaders=loaders, MagnetLMModel=MagnetLMModel, conditioners=conditioners,
-                           set_efficient_attention_backend=set_efficient_attention_backend)
 
 
 # -- checkpoints ---------------------------------------------------------------------------------
@@ -356,8 +326,6 @@ def load(checkpoint: Path, *, model_config: Path | None = None, device: str = "c
     path = Path(checkpoint)
     directory = path.parent if path.is_file() else path
     if not (directory / LM_FILE).is_file() and any(directory.glob("*.th")):
-        from .audiocraft_mbd import AudiocraftMBDAdapter
-
         return AudiocraftMBDAdapter.load(directory, device)
     return AudiocraftLMAdapter.load(checkpoint, model_config=model_config, device=device)
 

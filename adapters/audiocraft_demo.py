@@ -30,7 +30,8 @@ from tda_plugin.catalog import Track
 from tda_plugin.progress import task
 from tda_plugin.randomness import make_draws
 
-from .audiocraft import COMPRESSION_FILE, LM_FILE, AudiocraftLMAdapter, quiet, toolkit
+from .audiocraft import AudiocraftLMAdapter
+from .audiocraft_toolkit import COMPRESSION_FILE, LM_FILE, quiet, toolkit
 
 log = logging.getLogger(__name__)
 

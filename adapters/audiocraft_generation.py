@@ -27,7 +27,8 @@ from tda_plugin.generation import Clip, CreditConfig, CreditedClip, credit_clips
 from tda_plugin.settings import AttributeSettings
 from tda_plugin.sinks import check_sinks
 
-from .audiocraft import AudiocraftLMAdapter, quiet, toolkit
+from .audiocraft import AudiocraftLMAdapter
+from .audiocraft_toolkit import quiet, toolkit
 
 #: audiocraft's MusicGen asserts max_duration > extend_stride (18 s by default)
 MAX_DURATION = 30.0

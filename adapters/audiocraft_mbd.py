@@ -21,8 +21,8 @@ from tda_plugin.adapter import Conditioning
 from tda_plugin.errors import CheckpointError
 from tda_plugin.randomness import Draws
 
-from .audiocraft import COMPRESSION_FILE, quiet, toolkit
 from .audiocraft_losses import diffusion_loss
+from .audiocraft_toolkit import COMPRESSION_FILE, quiet, toolkit
 
 NAME = "audiocraft"
 

@@ -38,7 +38,7 @@ from tda_plugin.catalog import Track
 from tda_plugin.errors import MissingDependencyError
 from tda_plugin.progress import task
 
-from .stable_audio import _toolkit
+from .stable_audio_adapter import _toolkit
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from tda_plugin.randomness import make_draws
 from tda_plugin.registry import TrainingRecipe
 
 from . import stable_audio_autoencoder as autoencoder
-from .stable_audio import StableAudioAdapter, build_model
+from .stable_audio_adapter import StableAudioAdapter, build_model
 
 #: DiT training steps of the demo recipe (batch 8, 2 draws per crop)
 DIT_STEPS = 3000

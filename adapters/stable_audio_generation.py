@@ -26,7 +26,7 @@ from tda_plugin.generation import Clip, CreditConfig, CreditedClip
 from tda_plugin.generation import credited as credited_generation
 from tda_plugin.settings import AttributeSettings
 
-from .stable_audio import _toolkit
+from .stable_audio_adapter import _toolkit
 
 
 def _clips_of(attributor: Attributor) -> Callable[[Any, tuple[Any, ...], dict[str, Any]], list[Clip]]:

@@ -20,27 +20,71 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import platform
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
+from edits import pitch_shift
 from tda_plugin import Attributor, AttributeSettings
+from tda_plugin.errors import AudioError
+from tda_plugin.evaluation import (CheckOutcome, add_noise, credits_by_rule, latent_neighbour_checks, prompt_swap_check,
+                                   segment_checks, spread_segments)
 from tda_plugin.settings import UnlearnSettings
-from tda_plugin.evaluation import (CheckOutcome, add_noise, generated_checks, hub, pitch_shift, prompt_swap_check,
-                                   latent_neighbour_checks, segment_checks, spread_segments)
-from tda_plugin.style_check import StyleFit
+from tda_plugin.style_check import StyleClassifier, StyleFit, style_fit
+
+log = logging.getLogger(__name__)
+
+
+def hub(att: Attributor, outcome: CheckOutcome) -> dict[str, object]:
+    """The segment that came first most often, and for how many queries not from its own track: a "hub"
+    wins queries it has nothing to do with. Every segment should be first only for its own track's queries."""
+    if not outcome.tops:
+        return {}
+    counts: dict[int, int] = {}
+    for top, _ in outcome.tops:
+        counts[top] = counts.get(top, 0) + 1
+    sid = max(counts, key=lambda k: (counts[k], -k))
+    track = att.index.segments[sid].track_id
+    foreign = sum(1 for top, source in outcome.tops if top == sid and source != track)
+    return {"segment_id": sid, "first_for": counts[sid], "of": outcome.total, "first_for_other_tracks": foreign}
+
+
+def generated_checks(att: Attributor, style_artist: dict[str, str], generate: Callable[[str, int], np.ndarray],
+                     settings: AttributeSettings, clips_per_style: int = 1, seed: int = 0,
+                     seconds_total: float | None = None) -> tuple[CheckOutcome, StyleFit]:
+    """Generate clips per style prompt; a hit is the style's artist holding the largest share.
+
+    Also returns the independent check of the same clips (:mod:`tda_plugin.style_check`): do they sound like
+    the prompted artist at all? ``seconds_total`` is the timing conditioning the clips were generated with."""
+    out = CheckOutcome("generated: prompted artist credited first")
+    sr = att.index.meta.sample_rate
+    classifier = StyleClassifier.from_tracks(list(att.index.tracks.values()), sr, att.index.meta.segment_samples)
+    clips = []
+    for k, (prompt, artist) in enumerate(sorted(style_artist.items())):
+        for j in range(clips_per_style):
+            clip = generate(prompt, seed + 1000 * j + k)
+            clips.append((clip, sr, artist))
+            try:
+                result = att.attribute(clip, sr, prompt=prompt, settings=settings, seconds_total=seconds_total)
+            except AudioError as exc:  # a model that generates silence for a style credits no one: a miss
+                log.warning("generated clip for %r not attributed: %s", prompt, exc)
+                out.total += 1
+                continue
+            out.count(result, credits_by_rule(att, result),
+                      lambda _, artists, a=artist: bool(artists) and artists[0]["artist"] == a)
+    return out, style_fit(classifier, clips)
 
 
 def audiocraft_generated_check(att: Attributor, styles: dict[str, str], settings: AttributeSettings,
                                clips_per_style: int) -> tuple[CheckOutcome, StyleFit]:
     """Clips from audiocraft's own MusicGen.generate, attributed from the tokens it generated (the wrapper's way)."""
     from tda_plugin.adapters.audiocraft_generation import gen_model, generate
-
-    from tda_plugin.style_check import StyleClassifier, style_fit
 
     model = gen_model(att)
     model.set_generation_params(duration=att.index.meta.segment_seconds, top_k=0, cfg_coef=3.0)

@@ -30,10 +30,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from edits import pitch_shift
 from tda_plugin import Attributor, gating
 from tda_plugin.credits import build_credits
 from tda_plugin.errors import AudioError
-from tda_plugin.evaluation import add_noise, pitch_shift, segment_audio, spread_segments
+from tda_plugin.evaluation import add_noise, segment_audio, spread_segments
 from tda_plugin.experiments.methods import GATE  # how many of NP's best segments the gated combination keeps
 from tda_plugin.settings import UnlearnSettings
 

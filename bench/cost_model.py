@@ -44,7 +44,7 @@ def count(fn) -> float:
 def sao_flops(draws: int, unlearn_draws: int, sketch_dim: int) -> dict:
     from gpu_check import sao_config  # bench/ is on sys.path when this file runs as a script
     from tda_plugin.adapter import Conditioning
-    from tda_plugin.adapters.stable_audio import StableAudioAdapter, build_model
+    from tda_plugin.adapters.stable_audio_adapter import StableAudioAdapter, build_model
     from tda_plugin.fisher import gradients_for, named_parameters
     from tda_plugin.gradients import checkpointing
     from tda_plugin.randomness import make_draws

@@ -11,7 +11,6 @@ import argparse
 import json
 import multiprocessing
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,15 +18,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.sink_result: a result document
-
 FORMATS = [("wav", "WAV", "PCM_16", 44100), ("flac", "FLAC", "PCM_16", 44100), ("ogg", "OGG", "VORBIS", 44100),
            ("opus", "OGG", "OPUS", 48000), ("mp3", "MP3", "MPEG_LAYER_III", 44100)]
 
 
 def _writer(ledger: str, worker: int, count: int, barrier, out) -> None:
     from tda_plugin.sinks import SinkOptions, write_credits
-    from tests.sink_result import result_doc
+    from sink_result import result_doc
 
     barrier.wait()
     t0 = time.perf_counter()
@@ -61,7 +58,7 @@ def ledger_run(tmp: Path, writers: int, per_writer: int) -> dict:
 def tag_run(tmp: Path, seconds: float) -> list[dict]:
     from tda_plugin.sinks import write_credits
     from tda_plugin.sinks.read import read_credits
-    from tests.sink_result import result_doc
+    from sink_result import result_doc
 
     out = []
     for ext, fmt, subtype, rate in FORMATS:

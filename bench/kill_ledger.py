@@ -20,26 +20,24 @@ import sys
 import time
 from pathlib import Path
 
-from reliability_common import ROOT, env, machine, write_results
+from reliability_common import env, machine, write_results
 
 CREDITS = 5  # rows per attribution
 
-WRITER = f"""
-import sys
-sys.path.insert(0, {str(ROOT)!r})
-from pathlib import Path
-from tda_plugin.sinks import SinkOptions, write_credits
-from tests.sink_result import result_doc
 
-ledger, name = Path(sys.argv[1]), sys.argv[2]
-i = 0
-while True:
-    doc = result_doc(prompt=f"{{name}}/{{i}}")
-    doc["credits"] = [dict(doc["credits"][0], rank=r + 1, track_id=r) for r in range({CREDITS})]
-    write_credits(doc, None, ["ledger"], SinkOptions(ledger=ledger))
-    print(f"{{name}}/{{i}}", flush=True)  # only once the append returned: committed
-    i += 1
-"""
+def write_forever(ledger: Path, name: str) -> None:
+    """A writer: append attributions through the ledger sink until killed, printing each one's tag once its append
+    returned (committed). Runs as ``python bench/kill_ledger.py --writer LEDGER NAME``."""
+    from sink_result import result_doc
+    from tda_plugin.sinks import SinkOptions, write_credits
+
+    i = 0
+    while True:
+        doc = result_doc(prompt=f"{name}/{i}")
+        doc["credits"] = [dict(doc["credits"][0], rank=r + 1, track_id=r) for r in range(CREDITS)]
+        write_credits(doc, None, ["ledger"], SinkOptions(ledger=ledger))
+        print(f"{name}/{i}", flush=True)  # only once the append returned: committed
+        i += 1
 
 
 def check(ledger: Path) -> tuple[str, dict[str, int]]:
@@ -59,7 +57,11 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path("/tmp/tda-kill-ledger"))
+    parser.add_argument("--writer", nargs=2, metavar=("LEDGER", "NAME"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.writer:
+        write_forever(Path(args.writer[0]), args.writer[1])
+        return
     rng = random.Random(args.seed)
     args.work.mkdir(parents=True, exist_ok=True)
     ledger = args.work / "credits.sqlite"
@@ -71,7 +73,7 @@ def main() -> None:
     def start(slot: int) -> None:
         log = args.work / f"writer-{len(logs)}.log"
         logs.append(log)
-        procs[slot] = subprocess.Popen([sys.executable, "-c", WRITER, str(ledger), f"w{len(logs) - 1}"], env=env(),
+        procs[slot] = subprocess.Popen([sys.executable, __file__, "--writer", str(ledger), f"w{len(logs) - 1}"], env=env(),
                                        stdout=log.open("w"), stderr=subprocess.DEVNULL, start_new_session=True)
 
     try:

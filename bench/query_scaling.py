@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
+from query_trace import QueryTrace, exhaustive_top, exhaustive_trace, staged_top
 from tda_plugin import Attributor, AttributeSettings
 from tda_plugin.atomic import write_json, write_tensors
 from tda_plugin.audio import load as load_audio
@@ -48,7 +49,7 @@ from tda_plugin.experiments.prefilter import noisy_queries
 from tda_plugin.index import vectors, verify
 from tda_plugin.index.catalog_db import CatalogDB, SegmentRow
 from tda_plugin.index.store import Index, sensitivity_name, shard_name
-from tda_plugin.recall import Query, QueryTrace, exhaustive_top, exhaustive_trace, staged_top
+from tda_plugin.recall import Query
 
 PREVIOUS = AttributeSettings(candidates="4.5%", shortlist=None)
 GRID_CANDIDATES = (64, 128, 256, 512, 1024)

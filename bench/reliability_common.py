@@ -1,7 +1,7 @@
 """Shared by the reliability benches (docs/reliability.md): a small real-architecture project, the `tda`
 command as a user runs it, directory digests, and result files.
 
-The project is the test suite's: a random-weight stable-audio-tools DiT (tests/conftest.py) and sine-tone
+The project is the test suite's: a random-weight stable-audio-tools DiT (bench/tiny_project.py) and sine-tone
 catalogue tracks, large enough that an index build has several shards and Fisher chunks.
 """
 from __future__ import annotations
@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # tests.conftest: the tiny model and catalogue writers
 RESULTS = ROOT / "bench" / "results"
 
 #: the index settings every reliability bench builds with (3 Fisher chunks, 6 shards)
@@ -26,7 +25,7 @@ BUILD_ARGS = ["--draws", "4", "--fisher-segments", "40", "--shard-size", "8", "-
 
 def make_project(root: Path, tracks: int = 8, seconds: float = 3.2) -> tuple[Path, Path]:
     """(catalogue dir, checkpoint) under ``root``, created once."""
-    from tests.conftest import random_model, tiny_config, write_catalogue
+    from tiny_project import random_model, tiny_config, write_catalogue
 
     catalogue, ckpt = root / "catalogue", root / "model" / "model.safetensors"
     if not (catalogue / "tracks.csv").is_file():

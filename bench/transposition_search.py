@@ -30,8 +30,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from edits import pitch_shift
 from tda_plugin import Attributor, AttributeSettings
-from tda_plugin.evaluation import add_noise, pitch_shift, segment_audio, spread_segments
+from tda_plugin.evaluation import add_noise, segment_audio, spread_segments
 
 SHIFTS = (-1, 0, 1)
 Scores = dict[int, np.ndarray]  # shift -> scores in segment-id order

@@ -74,11 +74,12 @@ def demo(
     run = run_demo(out_dir, corpus=corpus, train=train, clips=clips, seed=seed, device=device_name(device),
                    adapter=adapter, show=show, ledger=ledger)
     fit = run.style_fit
+    settled = (f"that first artist is settled in {run.artists_settled}/{len(run.clips)}" if run.artists_settled is not None
+               else f"whether that first artist is settled is not estimable ({run.not_estimable})")
     err.print(Text(f"{len(run.clips)} clip(s) in {out_dir}/clips (WAV + .wav.credits.json), credits appended to {run.ledger}; "
                    f"the model's clips sound like the prompted artist in {fit.hits}/{fit.total} (independent check); "
                    f"the prompted artist is credited first in {run.styles_credited_first}/{len(run.clips)}; "
-                   f"that first artist is settled in {run.artists_settled}/{len(run.clips)}; "
-                   f"report: {run.report}"), soft_wrap=True)
+                   f"{settled}; report: {run.report}"), soft_wrap=True)
 
 
 @app.command()

@@ -13,7 +13,7 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Mapping, Optional
 
 import typer
 from rich.text import Text
@@ -22,6 +22,7 @@ from tda_plugin.settings import AttributeSettings, UnlearnSettings
 
 from .console import err, out, say, write_data
 from .errors import EXIT_INPUT, EXIT_VETOED, guarded
+from .fields import settings_from
 from .inputs import Clip
 from .options import Device, device_name
 
@@ -68,17 +69,27 @@ def _sinks(names: list[str] | None) -> list[str]:
     return names
 
 
+def attribute_settings(params: Mapping[str, Any]) -> AttributeSettings:
+    """The settings of a `tda attribute` call from its options: each option named like a field of
+    :class:`UnlearnSettings` or :class:`AttributeSettings` sets it; ``--candidates`` (text: a count, a percentage or
+    'all') and ``--shortlist`` (0: none) are converted on the way."""
+    return settings_from(AttributeSettings, params, unlearn=settings_from(UnlearnSettings, params),
+                         candidates=_candidates(params["candidates"]), shortlist=params["shortlist"] or None)
+
+
 def attribute_clip(attributor: Any, clip: Clip, settings: AttributeSettings) -> Any:
-    """The one place a clip is attributed. ``clip.prompt`` None: no prompt is known, so under the default
-    ``--conditioning auto`` it is attributed on the model's null branch (docs/method.md)."""
-    from tda_plugin import audio as audio_io
+    """The one place a clip is attributed: the audio :func:`.inputs.check` decoded and checked, released once handed
+    over. ``clip.prompt`` None: no prompt is known, so under the default ``--conditioning auto`` it is attributed on
+    the model's null branch (docs/method.md)."""
+    audio, clip.audio = clip.audio, None
+    assert audio is not None, "inputs.check decodes every clip it lets through"
+    return attributor.attribute(audio, clip.sample_rate, prompt=clip.prompt, settings=settings, path=str(clip.path),
+                                seconds_start=clip.seconds_start, seconds_total=clip.seconds_total, checked=clip.warnings)
 
-    data, rate = audio_io.load(clip.path)
-    return attributor.attribute(data, rate, prompt=clip.prompt, settings=settings, path=str(clip.path),
-                                seconds_start=clip.seconds_start, seconds_total=clip.seconds_total)
 
-
+@guarded
 def attribute(
+    ctx: typer.Context,
     audio: Annotated[list[Path], typer.Argument(metavar="CLIPS_DIR_OR_FILES",
                                                 help="generated audio files, or folders of them (not recursive)")],
     index: Annotated[Path, typer.Option(help="index directory")],
@@ -129,16 +140,6 @@ def attribute(
     overwrite: Annotated[bool, typer.Option(help="replace an existing sidecar instead of keeping its credits in its history")] = False,
 ) -> None:
     """Attribute saved generations: who made the music in these clips? Credits go to the chosen sinks."""
-    _run(**locals())
-
-
-@guarded
-def _run(audio: list[Path], index: Path, prompt: str | None, prompts: Path | None, top: int, candidates: str,
-         shortlist: int, shortlist_draws: int, json_out: Path | None, csv_out: Path | None, mode: str, alpha: float | None, relative_step: float, steps: int,
-         subset: str, unlearn_draws: int, damping: float | None, ewc: float, normalize: str, mask_silence: bool,
-         conditioning: str, track_credit: str, copies: bool, seconds_start: float | None, seconds_total: float | None, batch_size: int, device: str, ckpt: Path | None,
-         model_config: Path | None, sink: list[str] | None, ledger: Path | None, tag_top: int,
-         sink_option: list[str] | None, overwrite: bool) -> None:
     from tda_plugin import progress
     from tda_plugin.attributor import Attributor
     from tda_plugin.errors import TdaError
@@ -151,14 +152,9 @@ def _run(audio: list[Path], index: Path, prompt: str | None, prompts: Path | Non
     # -- everything that can be checked before the model loads ---------------------------------------
     if json_out is not None and csv_out is not None and str(json_out) == str(csv_out) == "-":
         raise TdaError("--json - and --csv - would both write to stdout; send one of them to a file")
-    unlearn = UnlearnSettings(mode=mode, alpha=alpha, relative_step=relative_step, steps=steps, subset=subset,  # type: ignore[arg-type]
-                              unlearn_draws=unlearn_draws, damping=damping, ewc=ewc, normalize=normalize,  # type: ignore[arg-type]
-                              mask_silence=mask_silence)
-    settings = AttributeSettings(unlearn, top=top, candidates=_candidates(candidates), batch_size=batch_size,
-                                 shortlist=shortlist or None, shortlist_draws=shortlist_draws,
-                                 conditioning=conditioning, track_credit=track_credit, copies=copies)  # type: ignore[arg-type]
+    settings = attribute_settings(ctx.params)
     sinks = _sinks(sink)
-    options = SinkOptions(ledger=ledger, tag_top=tag_top, overwrite=overwrite, extra=_key_values(sink_option or []))
+    options = settings_from(SinkOptions, ctx.params, extra=_key_values(sink_option or []))
     opened = Index(index)
     meta = opened.meta
     table = inputs.read_prompts(prompts) if prompts is not None else {}
@@ -235,8 +231,8 @@ def _announce(attributor: Any, clips: list[Clip], settings: AttributeSettings, e
 def _one(attributor: Any, clip: Clip, settings: AttributeSettings, sinks: list[str], options: Any, run: "_Outputs") -> None:
     """Attribute one clip, write its credits, show its table; a failure is recorded on the clip, not raised."""
     from tda_plugin import progress
-    from tda_plugin.errors import IndexDamagedError, IndexMismatchError, TdaError
     from tda_plugin.copies.view import copies_table
+    from tda_plugin.errors import IndexDamagedError, IndexMismatchError, TdaError
     from tda_plugin.report import artists_table, credits_table
     from tda_plugin.sinks import write_credits
 

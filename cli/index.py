@@ -13,6 +13,7 @@ from tda_plugin.settings import IndexSettings
 
 from .console import err, out, say, write_data
 from .errors import guarded
+from .fields import settings_from
 from .options import Device, device_name
 
 index_app = typer.Typer(help="Build, inspect and verify attribution indexes.", no_args_is_help=True)
@@ -21,6 +22,7 @@ index_app = typer.Typer(help="Build, inspect and verify attribution indexes.", n
 @index_app.command("build")
 @guarded
 def index_build(
+    ctx: typer.Context,
     corpus: Annotated[Path, typer.Argument(help="catalogue directory with tracks.csv (or the CSV itself)")],
     out_dir: Annotated[Path, typer.Option("--out", help="index directory to create, resume or repair")],
     ckpt: Annotated[Path, typer.Option("--ckpt", "--checkpoint", help="model checkpoint (model.safetensors / model.ckpt)")],
@@ -46,8 +48,7 @@ def index_build(
     from tda_plugin.index.builder import build_index
     from tda_plugin.registry import load_adapter
 
-    settings = IndexSettings(segment_seconds=segment_seconds, draws=draws, seed=seed, fisher_segments=fisher_segments,
-                             embedder=embedder, shard_size=shard_size, damping=damping, unconditional=unconditional)
+    settings = settings_from(IndexSettings, ctx.params)
     with progress.stage("load model"):
         model = load_adapter(adapter, ckpt, model_config=model_config, device=device_name(device))
     report = build_index(corpus, out_dir, model, checkpoint=ckpt, model_config=model_config or ckpt.with_name("model_config.json"),

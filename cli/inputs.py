@@ -5,7 +5,8 @@ Conditioning, per field, from the first source that has it:
 with the clip (its tags, else its sidecar: the result of an earlier attribution, e.g. the demo's), then
 nothing (no prompt: attributed unconditioned, with a warning; ``seconds_start`` 0; ``seconds_total``
 the clip's length). Every clip is decoded and checked before the model loads, so bad files are reported
-within seconds, and each one only skips itself.
+within seconds, and each one only skips itself. That decoding and that check are the only ones: a clip keeps
+its samples and the check's warnings until it is attributed.
 """
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tda_plugin.errors import TdaError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: what a folder is searched for (the formats libsndfile decodes; compared case-insensitively)
 AUDIO_SUFFIXES = (".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au",
@@ -34,6 +38,11 @@ class Clip:
     #: where each conditioning field came from: "--prompt", "prompts.csv", "tags", "sidecar" (absent: default)
     sources: dict[str, str] = field(default_factory=dict)
     duration_s: float = 0.0
+    #: the decoded samples [channels, samples] at ``sample_rate``, from :func:`check` until the clip is attributed
+    audio: np.ndarray | None = None
+    sample_rate: int = 0
+    #: what the level check reported of the audio, attributed as is (``query.warnings`` of its result)
+    warnings: list[str] = field(default_factory=list)
     #: why it cannot be attributed (set by the checks, or by a failure during attribution)
     error: str | None = None
 
@@ -128,12 +137,13 @@ def condition(clip: Clip, given: dict[str, Any], prompts_file: Path | None, tabl
 
 
 def check(clip: Clip, sample_rate: int, segment_samples: int) -> bool:
-    """Decode and check one clip against the index (levels, length); False (and ``clip.error``) if it cannot be attributed."""
+    """Decode and check one clip against the index (levels, length); False (and ``clip.error``) if it cannot be
+    attributed. A clip that passes keeps its samples and the check's warnings, for its attribution."""
     from tda_plugin import audio as audio_io
 
     try:
         data, rate = audio_io.load(clip.path)
-        audio_io.check_levels(data, str(clip.path))  # refusals now; its warnings come once, when attributed
+        warnings = audio_io.check_levels(data, str(clip.path))  # refusals now; its warnings come once, when attributed
     except TdaError as exc:
         clip.error = str(exc)
         return False
@@ -142,4 +152,5 @@ def check(clip: Clip, sample_rate: int, segment_samples: int) -> bool:
         clip.error = (f"{clip.path}: {clip.duration_s:.2f} s is shorter than one {segment_samples / sample_rate:.2f} s "
                       "segment of this index")
         return False
+    clip.audio, clip.sample_rate, clip.warnings = data, rate, warnings
     return True

@@ -129,18 +129,20 @@ class Attributor:
     def encode_query(self, audio: np.ndarray | torch.Tensor, sample_rate: int, prompt: str | None,
                      mask_silence: bool = True, name: str = "query", seconds_start: float = 0.0,
                      seconds_total: float | None = None, encoded: torch.Tensor | None = None,
-                     conditioning: str = "prompt", segments: str | None = None) -> EncodedQuery:
+                     conditioning: str = "prompt", segments: str | None = None,
+                     checked: Sequence[str] | None = None) -> EncodedQuery:
         """Window, encode and mask a query. ``encoded`` is the clip's training representation [..., frames] when
         it is known exactly (the tokens a token LM generated: re-encoding decoded audio through a codec is lossy);
         it is windowed like the audio instead of encoding the audio. ``conditioning="unconditional"`` conditions
         the query on the model's null branch instead of ``prompt``; ``segments``: the branch the segments will be
-        scored on (default: the query's)."""
+        scored on (default: the query's). ``checked``: what :func:`.audio.check_levels` reported when the caller
+        checked this very audio already (the CLI checks every clip before the model loads); None: checked here."""
         meta = self.index.meta
         data = audio.detach().cpu().numpy() if torch.is_tensor(audio) else np.asarray(audio, dtype=np.float32)
         data = data[None] if data.ndim == 1 else data
         if data.size == 0:
             raise AudioError(f"{name}: audio is empty")
-        notes = audio_io.check_levels(data, name)
+        notes = audio_io.check_levels(data, name) if checked is None else list(checked)
         for note in notes:
             log.warning("%s: %s", name, note)
         conformed = {"sample_rate": int(sample_rate), "channels": int(data.shape[0])}
@@ -268,14 +270,19 @@ class Attributor:
         return shortlist.Scored(list(ids), tau, self.normalised(ids, tau, un, conditioning), change)
 
     def loss_changes(self, ids: list[int], names: list[str], delta: list[torch.Tensor], batch_size: int,
-                     precision: Precision = "fp32", conditioning: str = "prompt") -> torch.Tensor:
-        """L(z_i, θ0+Δ) − L(z_i, θ0) [n, D], draw by draw: τ is their mean, and :mod:`.stability` resamples them."""
+                     precision: Precision = "fp32", conditioning: str = "prompt",
+                     draws: Sequence[int] | None = None) -> torch.Tensor:
+        """L(z_i, θ0+Δ) − L(z_i, θ0) [n, D], draw by draw (or [n, len(draws)]: only those of the index's draws): τ is
+        their mean, and :mod:`.stability` resamples them. The baseline is the cached one in fp32, and recomputed
+        (paired) in bf16, since the cached fp32 baseline would not cancel bf16 rounding."""
         if batch_size == 0:
             batch_size = self._auto_batch(ids, precision)
-        after = self.losses_after(ids, names, delta, batch_size, precision, conditioning)
-        base = self.index.baseline_rows(ids, conditioned("losses", conditioning)) if precision == "fp32" else \
-            self.losses_after(ids, names, [torch.zeros_like(d) for d in delta], batch_size, precision, conditioning)
-        return after - base
+        after = self.losses_after(ids, names, delta, batch_size, precision, conditioning, draws=draws)
+        if precision == "fp32":
+            base = self.index.baseline_rows(ids, conditioned("losses", conditioning))
+            return after - (base if draws is None else base[:, list(draws)])
+        return after - self.losses_after(ids, names, [torch.zeros_like(d) for d in delta], batch_size, precision,
+                                         conditioning, draws=draws)
 
     def normalised(self, ids: list[int], tau: torch.Tensor, un: UnlearnSettings,
                    conditioning: str = "prompt") -> torch.Tensor:
@@ -346,10 +353,11 @@ class Attributor:
     def attribute(self, audio: np.ndarray | torch.Tensor, sample_rate: int, *, prompt: str | None = None,
                   settings: AttributeSettings = AttributeSettings(), path: str | None = None,
                   seconds_start: float = 0.0, seconds_total: float | None = None,
-                  encoded: torch.Tensor | None = None) -> AttributionResult:
+                  encoded: torch.Tensor | None = None, checked: Sequence[str] | None = None) -> AttributionResult:
         """Attribute one clip. ``prompt``, ``seconds_start`` and ``seconds_total`` are the conditioning it was
         generated with (stable-audio-tools timing conditioning; ``seconds_total`` defaults to the clip's length).
-        ``encoded``: the clip's exact training representation, if known (see :meth:`encode_query`)."""
+        ``encoded``: the clip's exact training representation, if known; ``checked``: the level check's warnings,
+        if the caller checked the audio already (see :meth:`encode_query`)."""
         from .lifecycle import after_attribution, before_attribution
 
         before_attribution({"path": path, "prompt": prompt, "sample_rate": sample_rate,
@@ -363,14 +371,19 @@ class Attributor:
         with stage("encode"):
             query = self.encode_query(audio, sample_rate, prompt, un.mask_silence, name=path or "query",
                                       seconds_start=seconds_start, seconds_total=seconds_total, encoded=encoded,
-                                      conditioning=step_branch, segments=segment_branch)
+                                      conditioning=step_branch, segments=segment_branch, checked=checked)
         with stage("unlearn"):
             names, delta, alpha, relative_step = self.forget(query, un)
         index_damping = float(meta.settings.get("damping", 0.1))
         damping = index_damping if un.damping is None else un.damping
         with stage("prefilter"):
             candidates = self.candidates(query, settings)
-        scored = shortlist.scores(self, candidates, names, delta, un, settings, segment_branch)
+        batch = settings.batch_size or self._auto_batch(candidates, settings.precision)
+        scored = shortlist.scores(
+            candidates, int(draws), settings,
+            change=lambda ids, subset: self.loss_changes(ids, names, delta, batch, settings.precision, segment_branch,
+                                                         subset),
+            normalise=lambda ids, tau: self.normalised(ids, tau, un, segment_branch))
         fully_scored = len(scored.ids)
         if kind == "gated":
             with stage("gate"):
@@ -386,10 +399,11 @@ class Attributor:
         first_tracks, first_artists = stability.first_shares(
             scored.change, self.normalised(ids, torch.ones(len(ids)), un, segment_branch),
             [self.index.segments[i].track_id for i in ids], {t: row.artist for t, row in self.index.tracks.items()},
-            settings.top, settings.track_credit, seed)
-        for credit in credits:
+            settings.top, settings.track_credit, seed, segment_ids=ids)
+        estimable = stability.estimable(scored.change.shape[1])
+        for credit in credits if estimable else ():
             credit["first_share"] = first_tracks.get(credit["track_id"], 0.0)
-        for artist in artists:
+        for artist in artists if estimable else ():
             artist["first_share"] = first_artists.get(artist["artist"], 0.0)
         result = AttributionResult(
             query={"path": path, "prompt": prompt, "duration_s": round(query.duration_s, 6),
@@ -403,7 +417,8 @@ class Attributor:
                     "segment_seconds": meta.segment_seconds, "relative_step": relative_step,
                     "prefilter": self.prefilter_basis(un, len(candidates)),
                     "stability": {"resamples": stability.RESAMPLES, "of": f"the {draws} loss draws",
-                                  "settled_at": stability.SETTLED}},
+                                  "settled_at": stability.SETTLED} if estimable else
+                    {"not_estimable": f"the index keeps {draws} loss draw: no resample differs from the result"}},
             segments=segs, credits=credits, artists=artists, scores=scores)
         if settings.copies:
             with stage("near copies"):

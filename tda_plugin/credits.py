@@ -40,8 +40,10 @@ def build_credits(ranked: Sequence[tuple[int, float]], segments: dict[int, Segme
         t = tracks[tid]
         credits.append({"rank": rank, "track_id": tid, "path": t.path, "title": t.title, "artist": t.artist,
                         "license": t.license, "score": positive[tid], "share": positive[tid] / mass})
+    # an artist's credit is the sum of its tracks', added in track-id order (as tda_plugin/stability.py adds them), so
+    # that equal credits tie exactly and both break the tie by name
     by_artist: dict[str, float] = defaultdict(float)
-    for c in credits:
-        by_artist[c["artist"]] += c["share"]
-    artists = [{"artist": a, "share": s} for a, s in sorted(by_artist.items(), key=lambda kv: (-kv[1], kv[0]))]
+    for tid in sorted(positive):
+        by_artist[tracks[tid].artist] += positive[tid]
+    artists = [{"artist": a, "share": v / mass} for a, v in sorted(by_artist.items(), key=lambda kv: (-kv[1], kv[0]))]
     return seg_out, credits, artists

@@ -1,13 +1,15 @@
-"""Behavioural checks against known answers (docs/design.md, "Ground truths"), shared by tests and bench/.
+"""Behavioural checks against known answers (docs/design.md, "Ground truths"), shared by tests, bench/ and `tda eval`.
 
 * self: a training segment cut out of its track must rank itself first;
-* planted copies: the segment with 20 dB SNR noise, or pitch-shifted by a semitone, must credit its
-  source track first;
-* generated: clips generated with a style's prompt must credit that style's artist most.
+* planted copies: the segment with 20 dB SNR noise (:func:`add_noise`; bench/edits.py adds a pitch shift) must
+  credit its source track first;
+* prompt swap: a segment's audio under another style's prompt: do the credits follow the audio or the prompt?
+
+The generated-clip check (clips generated with a style's prompt must credit that style's artist most) is
+bench/behaviour.py's own.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -18,11 +20,7 @@ import torch
 from . import audio as audio_io
 from .attributor import AttributionResult, Attributor
 from .credits import TRACK_CREDITS, build_credits
-from .errors import AudioError
 from .settings import AttributeSettings
-from .style_check import StyleClassifier, StyleFit, style_fit
-
-log = logging.getLogger(__name__)
 
 Transform = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 #: a result's (credits, artists) sections
@@ -33,14 +31,6 @@ def add_noise(x: np.ndarray, sr: int, rng: np.random.Generator, snr_db: float = 
     noise = rng.standard_normal(x.shape).astype(np.float32)
     gain = np.sqrt(np.mean(x**2) / (np.mean(noise**2) * 10 ** (snr_db / 10)))
     return (x + gain * noise).astype(np.float32)
-
-
-def pitch_shift(x: np.ndarray, sr: int, rng: np.random.Generator, semitones: float = 1.0) -> np.ndarray:
-    """Duration-preserving pitch shift (torchaudio's phase vocoder + resampling)."""
-    import torchaudio.functional as AF
-
-    y = AF.pitch_shift(torch.from_numpy(x), sr, n_steps=semitones).numpy()
-    return y[..., : x.shape[-1]].astype(np.float32)
 
 
 @dataclass
@@ -164,46 +154,6 @@ def latent_neighbour_checks(att: Attributor, ids: list[int], transforms: dict[st
             out.ranks.append(rank)
             out.hits += rank == 1
     return list(outcomes.values())
-
-
-def hub(att: Attributor, outcome: CheckOutcome) -> dict[str, object]:
-    """The segment that came first most often, and for how many queries not from its own track: a "hub"
-    wins queries it has nothing to do with. Every segment should be first only for its own track's queries."""
-    if not outcome.tops:
-        return {}
-    counts: dict[int, int] = {}
-    for top, _ in outcome.tops:
-        counts[top] = counts.get(top, 0) + 1
-    sid = max(counts, key=lambda k: (counts[k], -k))
-    track = att.index.segments[sid].track_id
-    foreign = sum(1 for top, source in outcome.tops if top == sid and source != track)
-    return {"segment_id": sid, "first_for": counts[sid], "of": outcome.total, "first_for_other_tracks": foreign}
-
-
-def generated_checks(att: Attributor, style_artist: dict[str, str], generate: Callable[[str, int], np.ndarray],
-                     settings: AttributeSettings, clips_per_style: int = 1, seed: int = 0,
-                     seconds_total: float | None = None) -> tuple[CheckOutcome, StyleFit]:
-    """Generate clips per style prompt; a hit is the style's artist holding the largest share.
-
-    Also returns the independent check of the same clips (:mod:`tda_plugin.style_check`): do they sound like
-    the prompted artist at all? ``seconds_total`` is the timing conditioning the clips were generated with."""
-    out = CheckOutcome("generated: prompted artist credited first")
-    sr = att.index.meta.sample_rate
-    classifier = StyleClassifier.from_tracks(list(att.index.tracks.values()), sr, att.index.meta.segment_samples)
-    clips = []
-    for k, (prompt, artist) in enumerate(sorted(style_artist.items())):
-        for j in range(clips_per_style):
-            clip = generate(prompt, seed + 1000 * j + k)
-            clips.append((clip, sr, artist))
-            try:
-                result = att.attribute(clip, sr, prompt=prompt, settings=settings, seconds_total=seconds_total)
-            except AudioError as exc:  # a model that generates silence for a style credits no one: a miss
-                log.warning("generated clip for %r not attributed: %s", prompt, exc)
-                out.total += 1
-                continue
-            out.count(result, credits_by_rule(att, result),
-                      lambda _, artists, a=artist: bool(artists) and artists[0]["artist"] == a)
-    return out, style_fit(classifier, clips)
 
 
 def prompt_swap_check(att: Attributor, ids: list[int], settings: AttributeSettings) -> tuple[CheckOutcome, CheckOutcome]:

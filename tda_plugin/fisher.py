@@ -5,9 +5,10 @@ parameters unlearning may touch (docs/method.md, section 5). Per-segment gradien
 make it the empirical Fisher rather than the squared mean gradient.
 
 The maths here consumes chunks of per-segment gradients (:class:`tda_plugin.gradients.GradientChunk`)
-from either producer: :func:`tda_plugin.gradients.passes` (one forward and backward per segment that
-also yields the baseline losses) or :func:`reference_chunks`, the original per-segment loop, kept as the
-reference the index build is checked and timed against (``build_index(..., reference=True)``).
+from either producer in :mod:`tda_plugin.gradients`: ``passes`` (one forward and backward per segment that
+also yields the baseline losses) or ``reference_chunks``, :func:`segment_gradients` (the original
+per-segment loop) as chunks, kept as the reference the index build is checked and timed against
+(``build_index(..., reference=True)``).
 """
 from __future__ import annotations
 
@@ -60,18 +61,6 @@ def segment_gradients(adapter: "ModelAdapter", params: Sequence[torch.nn.Paramet
             yield torch.autograd.grad(loss, params)
             if advance:
                 advance(1)
-
-
-def reference_chunks(adapter: "ModelAdapter", params: Sequence[torch.nn.Parameter], encoded: torch.Tensor,
-                     conditioning: Sequence["Conditioning"], streams: Sequence[str], *, seed: int, draws: int,
-                     advance: Advance | None = None) -> Iterator["GradientChunk"]:
-    """:func:`segment_gradients` as one-segment chunks without losses (the reference build scores the
-    baseline in a separate forward pass, and keeps the adapter's activation checkpointing)."""
-    from .gradients import GradientChunk
-
-    for grads in segment_gradients(adapter, params, encoded, conditioning, streams, seed=seed, draws=draws,
-                                   advance=advance):
-        yield GradientChunk(torch.empty(1, 0), [g[None] for g in grads])
 
 
 def fisher_sums(chunks: Iterable["GradientChunk"], names: Sequence[str], fisher_names: Sequence[str]) -> dict[str, torch.Tensor]:

@@ -3,8 +3,8 @@
 The index build needs, for every segment i, the gradient g_i = ∇θ L(z_i, θ0) of its loss averaged over
 its D draws (for the Fisher, the sensitivities and the gradient sketch) and its per-draw losses
 L(z_i, θ0; j) (the baseline cache). One forward and one backward per segment give both (docs/method.md,
-sections 4, 5 and 9), where the reference build (:mod:`tda_plugin.fisher`, ``segment_gradients``) takes a
-separate forward for the baseline.
+sections 4, 5 and 9), where the reference build (:func:`reference_chunks`, over
+:func:`tda_plugin.fisher.segment_gradients`) takes a separate forward for the baseline.
 
 Two formulations of the same numbers (equal to float rounding; each deterministic on its own):
 
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import torch
 from torch.utils._pytree import tree_flatten, tree_map
 
-from .fisher import gradients_for
+from .fisher import gradients_for, segment_gradients
 from .progress import Advance
 from .randomness import Draws, make_draws
 
@@ -137,6 +137,16 @@ def passes(adapter: "ModelAdapter", params: Sequence[torch.nn.Parameter], encode
             yield chunk
             if advance:
                 advance(j - i)
+
+
+def reference_chunks(adapter: "ModelAdapter", params: Sequence[torch.nn.Parameter], encoded: torch.Tensor,
+                     conditioning: Sequence["Conditioning"], streams: Sequence[str], *, seed: int, draws: int,
+                     advance: Advance | None = None) -> Iterator[GradientChunk]:
+    """:func:`segment_gradients` as one-segment chunks without losses (the reference build scores the
+    baseline in a separate forward pass, and keeps the adapter's activation checkpointing)."""
+    for grads in segment_gradients(adapter, params, encoded, conditioning, streams, seed=seed, draws=draws,
+                                   advance=advance):
+        yield GradientChunk(torch.empty(1, 0), [g[None] for g in grads])
 
 
 def _looped(adapter: "ModelAdapter", params: Sequence[torch.nn.Parameter], encoded: torch.Tensor,

@@ -1,10 +1,10 @@
 """The plugin manager: hookspecs + entry-point plugins (group ``tda_plugin``).
 
-Built-ins (the stable-audio-tools adapter, the built-in embedders and credit sinks) are declared in
-this distribution's own entry points, so they load exactly as a third-party plugin would. Set
-``TDA_PLUGIN_DISABLE_AUTOLOAD=1`` to skip entry points (built-ins are then registered directly),
-``TDA_PLUGIN_BLOCK=name1,name2`` to block plugins by entry-point name, and
-``TDA_PLUGIN_TRACE=1`` to print pluggy's hook calls to stderr.
+Built-ins (the stable-audio-tools and audiocraft adapters, the built-in embedders and credit sinks) are
+declared in this distribution's own entry points (pyproject.toml, the one list of them), so they load
+exactly as a third-party plugin would. Set ``TDA_PLUGIN_DISABLE_AUTOLOAD=1`` to load only those (other
+packages' entry points are skipped), ``TDA_PLUGIN_BLOCK=name1,name2`` to block plugins by entry-point
+name, and ``TDA_PLUGIN_TRACE=1`` to print pluggy's hook calls to stderr.
 
 Nothing a plugin does wrong is fatal or silent: a plugin that raises while loading, or was written
 for another major hookspec version, is skipped and listed in :data:`FAILED`; a hook implementation
@@ -13,7 +13,6 @@ whose name is not a hookspec (a typo) is listed in :data:`UNKNOWN_HOOKS`. ``tda 
 from __future__ import annotations
 
 import difflib
-import importlib
 import importlib.metadata
 import logging
 import os
@@ -29,13 +28,7 @@ from . import hookspecs
 log = logging.getLogger(__name__)
 
 GROUP = "tda_plugin"
-BUILTINS = {
-    "stable_audio": "tda_plugin.adapters.stable_audio",
-    "builtin_embedders": "tda_plugin.embedders",
-    "sidecar_sink": "tda_plugin.sinks.sidecar",
-    "tags_sink": "tda_plugin.sinks.tags",
-    "ledger_sink": "tda_plugin.sinks.ledger",
-}
+#: the distribution whose entry points are the built-ins (still loaded with autoloading off)
 OWN_DISTRIBUTION = "tda-plugin"
 
 
@@ -57,24 +50,19 @@ HOOK_ERRORS: dict[tuple[str, str], str] = {}
 SOURCES: dict[str, Source] = {}
 
 
-def _own_source() -> Source:
-    try:
-        return Source(OWN_DISTRIBUTION, importlib.metadata.version(OWN_DISTRIBUTION))
-    except importlib.metadata.PackageNotFoundError:  # a checkout that is not installed
-        from . import __version__
-
-        return Source(OWN_DISTRIBUTION, __version__)
-
-
 def _check_version(plugin: Any) -> None:
     wanted = getattr(plugin, "TDA_HOOKSPEC", None)
     if wanted is not None and str(wanted).split(".")[0] != hookspecs.HOOKSPEC_VERSION.split(".")[0]:
         raise RuntimeError(f"written for hookspec {wanted}, this tda-plugin has hookspec {hookspecs.HOOKSPEC_VERSION}")
 
 
-def _load_entry_points(pm: pluggy.PluginManager) -> None:
-    """Like pluggy's loader, but a plugin that fails to import is reported by name and skipped."""
+def _load_entry_points(pm: pluggy.PluginManager, *, builtins_only: bool) -> None:
+    """Like pluggy's loader, but a plugin that fails to import is reported by name and skipped.
+    ``builtins_only``: only this distribution's own entry points."""
     for ep in importlib.metadata.entry_points(group=GROUP):
+        dist = getattr(ep, "dist", None)
+        if builtins_only and (dist is None or dist.name != OWN_DISTRIBUTION):
+            continue
         if pm.is_blocked(ep.name) or pm.get_plugin(ep.name) is not None:
             continue
         try:
@@ -85,8 +73,7 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             FAILED[ep.name] = f"{type(exc).__name__}: {exc}"
             log.warning("tda plugin %r failed to load and is skipped: %s", ep.name, FAILED[ep.name])
             continue
-        dist = getattr(ep, "dist", None)
-        SOURCES[ep.name] = Source(dist.name, dist.version) if dist is not None else _own_source()
+        SOURCES[ep.name] = Source(dist.name, dist.version) if dist is not None else Source("(unknown)", "-")
 
 
 def _find_unknown_hooks(pm: pluggy.PluginManager) -> None:
@@ -114,12 +101,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
     pm.add_hookspecs(hookspecs)
     for name in filter(None, os.environ.get("TDA_PLUGIN_BLOCK", "").split(",")):
         pm.set_blocked(name.strip())
-    if not os.environ.get("TDA_PLUGIN_DISABLE_AUTOLOAD"):
-        _load_entry_points(pm)
-    for name, module in BUILTINS.items():  # with autoload off, or in a checkout that is not installed
-        if pm.get_plugin(name) is None and not pm.is_blocked(name):
-            pm.register(importlib.import_module(module), name=name)
-            SOURCES[name] = _own_source()
+    _load_entry_points(pm, builtins_only=bool(os.environ.get("TDA_PLUGIN_DISABLE_AUTOLOAD")))
     _find_unknown_hooks(pm)
     if os.environ.get("TDA_PLUGIN_TRACE"):
         pm.trace.root.setwriter(lambda msg: sys.stderr.write(msg))

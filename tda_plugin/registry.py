@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .errors import TdaError, UnknownPluginError
+from .plugins import HOOK_ERRORS, get_plugin_manager
 
 if TYPE_CHECKING:
     from .adapter import ModelAdapter
@@ -92,8 +93,6 @@ def provided(hook: str, kind: str) -> list[Provided]:
     One plugin that raises is recorded in :data:`tda_plugin.plugins.HOOK_ERRORS` and skipped; two
     plugins providing the same name are an error naming both.
     """
-    from .plugins import HOOK_ERRORS, get_plugin_manager
-
     out: dict[str, Provided] = {}
     for impl in getattr(get_plugin_manager().hook, hook).get_hookimpls():
         try:

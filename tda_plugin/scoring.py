@@ -85,8 +85,3 @@ def auto_batch_size(adapter: "ModelAdapter", encoded: torch.Tensor, conditioning
     free, _ = torch.cuda.mem_get_info(dev)
     rows = int(MEMORY_FRACTION * free // per_row)
     return max(draws, rows - rows % draws)
-
-
-def compile_forward(module: torch.nn.Module) -> None:
-    """torch.compile the module's forward in place (parameter names, and so the index, stay the same)."""
-    module.forward = torch.compile(module.forward, dynamic=False)  # type: ignore[method-assign]

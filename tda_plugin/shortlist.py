@@ -16,15 +16,11 @@ top. docs/performance.md measures how often it keeps the exhaustive top-10.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import Protocol, Sequence
 
 import torch
 
-from .index.store import conditioned
-from .settings import AttributeSettings, UnlearnSettings
-
-if TYPE_CHECKING:
-    from .attributor import Attributor
+from .settings import AttributeSettings
 
 
 @dataclass
@@ -71,36 +67,36 @@ def top_ids(ids: Sequence[int], score: torch.Tensor, k: int) -> list[int]:
     return [ids[j] for j in order[:k]]
 
 
-def scores(att: "Attributor", ids: list[int], names: list[str], delta: list[torch.Tensor], un: UnlearnSettings,
-           settings: AttributeSettings, conditioning: str = "prompt") -> Scored:
-    """τ and score of the best candidates: all of ``ids`` without a shortlist, else the two passes above; the
-    segments conditioned as ``conditioning`` says (their prompts, or the null branch)."""
-    batch = settings.batch_size or att._auto_batch(ids, settings.precision)
-    draws = int(att.index.meta.settings["draws"])
+class LossChanges(Protocol):
+    """L(z_i, θ') − L(z_i, θ0) of segments ``ids`` on the index's draws ``draws`` (None: all of them), [len(ids), D']."""
+
+    def __call__(self, ids: list[int], draws: list[int] | None, /) -> torch.Tensor: ...
+
+
+class Normalise(Protocol):
+    """The final score of segments ``ids`` from their mean loss changes ``tau``."""
+
+    def __call__(self, ids: list[int], tau: torch.Tensor, /) -> torch.Tensor: ...
+
+
+def scores(ids: list[int], draws: int, settings: AttributeSettings, change: LossChanges, normalise: Normalise) -> Scored:
+    """τ and score of the best candidates: all of ``ids`` without a shortlist, else the two passes above, over an
+    index of ``draws`` draws. ``change`` and ``normalise`` are the caller's scoring (the attributor's, for one
+    query's step and one conditioning of the segments): this module only decides which draws of which segments
+    are scored."""
     if exhaustive(settings, len(ids), draws):
-        return att.scored(ids, names, delta, un, batch, settings.precision, conditioning)
+        whole = change(ids, None)
+        tau = whole.mean(dim=1)
+        return Scored(list(ids), tau, normalise(ids, tau), whole)
     k = int(settings.shortlist)
     first = first_pass_draws(draws, settings.shortlist_draws)
     rest = [j for j in range(draws) if j not in first]
-    def change(of: list[int], subset: list[int]) -> torch.Tensor:
-        after = att.losses_after(of, names, delta, batch, settings.precision, conditioning, draws=subset)
-        return after - _baseline(att, of, subset, names, delta, batch, settings, conditioning)
-
     early = change(ids, first)
-    partial = att.normalised(ids, early.mean(dim=1), un, conditioning)
+    partial = normalise(ids, early.mean(dim=1))
     keep = top_ids(ids, partial, k)
     row = {sid: j for j, sid in enumerate(ids)}
     whole = torch.empty(len(keep), draws)
     whole[:, first] = early[[row[i] for i in keep]]
     whole[:, rest] = change(keep, rest)
     tau = whole.mean(dim=1)
-    return Scored(keep, tau, att.normalised(keep, tau, un, conditioning), whole, dict(zip(ids, partial.tolist())))
-
-
-def _baseline(att: "Attributor", ids: list[int], draws: list[int], names: list[str], delta: list[torch.Tensor],
-              batch: int, settings: AttributeSettings, conditioning: str) -> torch.Tensor:
-    """L(z_i, θ0) on these draws: the cached rows in fp32; recomputed (paired) in bf16, as exact_scores does."""
-    if settings.precision == "fp32":
-        return att.index.baseline_rows(ids, conditioned("losses", conditioning))[:, draws]
-    return att.losses_after(ids, names, [torch.zeros_like(d) for d in delta], batch, settings.precision, conditioning,
-                            draws=draws)
+    return Scored(keep, tau, normalise(keep, tau), whole, dict(zip(ids, partial.tolist())))

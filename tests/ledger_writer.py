@@ -7,9 +7,8 @@ from typing import Any
 
 
 def append_many(ledger_path: str, worker: int, count: int, start: Any, out: Any) -> None:
+    from bench.sink_result import result_doc
     from tda_plugin.sinks import SinkOptions, write_credits
-
-    from .sink_result import result_doc
 
     start.wait()  # a barrier: both workers begin together, after their imports
     t0 = time.monotonic()

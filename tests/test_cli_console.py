@@ -49,7 +49,7 @@ def test_import_failures_name_their_cause(monkeypatch: pytest.MonkeyPatch, tiny_
     broken = import_failure(ModuleNotFoundError("No module named 'pkg_resources'", name="pkg_resources"),
                             "stable-audio-tools", "stable_audio_tools", "pip install stable-audio-tools")
 
-    import tda_plugin.adapters.stable_audio as sa
+    import tda_plugin.adapters.stable_audio_adapter as sa
 
     def fail() -> None:
         raise broken

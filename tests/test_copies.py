@@ -192,7 +192,7 @@ COPY = {"track_id": 7, "path": "audio/<x>.wav", "title": "Song <b>&", "artist": 
 def test_the_report_lists_near_copies_above_the_credits() -> None:
     from tda_plugin.report import ClipReport, render_html
 
-    from .sink_result import result_doc
+    from bench.sink_result import result_doc
 
     audio = np.zeros(SR, dtype=np.float32)
     page = render_html([ClipReport({**result_doc(path="clip.wav"), "copies": [COPY]}, audio, SR, [])])
@@ -206,7 +206,7 @@ def test_the_report_lists_near_copies_above_the_credits() -> None:
 
 
 def test_the_terminal_table_and_the_tags_name_the_copy() -> None:
-    from .sink_result import result_doc
+    from bench.sink_result import result_doc
 
     console = Console(file=io.StringIO(), width=200)
     console.print(copies_table({**result_doc(), "copies": [COPY]}))
@@ -221,7 +221,7 @@ def test_every_sink_carries_the_copies(tmp_path: Path) -> None:
     from tda_plugin.sinks.read import read_credits
     from tda_plugin.sinks.tags import read_tags
 
-    from .sink_result import result_doc
+    from bench.sink_result import result_doc
 
     doc = {**result_doc(), "copies": [COPY]}
     wav, flac = tmp_path / "clip.wav", tmp_path / "clip.flac"
@@ -244,7 +244,7 @@ def test_every_sink_carries_the_copies(tmp_path: Path) -> None:
 def test_a_ledger_from_before_copies_gains_the_table(tmp_path: Path) -> None:
     from tda_plugin.sinks.ledger import Ledger
 
-    from .sink_result import result_doc
+    from bench.sink_result import result_doc
 
     path = tmp_path / "old.sqlite"
     db = sqlite3.connect(path)

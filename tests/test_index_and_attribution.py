@@ -107,7 +107,8 @@ def test_ascent_mode_and_subsets(tiny_index: Path, tiny_catalogue: Path) -> None
     for un in (UnlearnSettings(mode="ascent", steps=3, unlearn_draws=4, alpha=1e-7, ewc=0.5),
                UnlearnSettings(subset="cross_attn_kv", unlearn_draws=4, alpha=1e-7),
                UnlearnSettings(subset="self_attn", unlearn_draws=4, normalize="none", alpha=1e-7)):
-        result = att.attribute(_query(tiny_catalogue), SR, prompt="high beep", settings=AttributeSettings(un, candidates="all"))
+        result = att.attribute(_query(tiny_catalogue), SR, prompt="high beep",
+                               settings=AttributeSettings(un, candidates="all", conditioning="prompt"))
         assert all(np.isfinite(v) for v in result.scores.values())
         assert any(v != 0 for v in result.scores.values())
         assert 0 < result.method["relative_step"] < 0.1

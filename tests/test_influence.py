@@ -41,33 +41,38 @@ def test_traker_projection_approaches_the_unprojected_kernel() -> None:
 
 
 @pytest.fixture(scope="module")
-def context_and_query(tiny_index: Path, tiny_catalogue: Path) -> tuple[Context, Query]:
+def context_and_queries(tiny_index: Path, tiny_catalogue: Path) -> tuple[Context, list[Query]]:
     att = Attributor.from_index(tiny_index)
-    audio, _ = sf.read(tiny_catalogue / "audio" / "t1.wav", dtype="float32")
-    return Context(att, {}), encode(att, Query("t1", "held-out", audio[None, :SEGMENT], SR, "high beep"))
+    queries = []
+    for name, prompt in (("t1", "high beep"), ("t2", "low hum")):
+        audio, _ = sf.read(tiny_catalogue / "audio" / f"{name}.wav", dtype="float32")
+        queries.append(encode(att, Query(name, "held-out", audio[None, :SEGMENT], SR, prompt)))
+    return Context(att, {}), queries
 
 
-def _tracked_gradients(ctx: Context, query: Query) -> tuple[torch.Tensor, torch.Tensor]:
+def _tracked_gradients(ctx: Context, queries: list[Query]) -> tuple[torch.Tensor, torch.Tensor]:
     """The catalogue's and the query's gradients over the subset's linear layers (weights and biases): what
     kronfluence tracks, computed here without it."""
     names = influence._names(ctx)
     params = dict(ctx.att.adapter.module.named_parameters())
     tracked = {f"{t}.{w}" for t in influence.tracked_modules(ctx.att.adapter.module, names) for w in ("weight", "bias")}
     keep = torch.cat([torch.full((params[n].numel(),), n in tracked) for n in names])
-    grads, _ = influence.query_gradients(ctx, [query])
+    grads, _ = influence.query_gradients(ctx, queries)
     return influence.training_gradients(ctx)[:, keep].double(), grads[:, keep].double()
 
 
-def test_kronfluence_through_the_adapter_scores_the_adapters_own_gradients(context_and_query: tuple[Context, Query]) -> None:
-    ctx, query = context_and_query
-    train, q = _tracked_gradients(ctx, query)
-    # identity: the plain gradient product g_qᵀg_i, exactly (per-row gradients summed back into per-segment ones)
-    plain = influence.kronfluence_scores(ctx, [query], "identity")
-    assert np.allclose(plain, (q @ train.T).numpy(), rtol=1e-4)
+def test_kronfluence_through_the_adapter_scores_the_adapters_own_gradients(
+        context_and_queries: tuple[Context, list[Query]]) -> None:
+    ctx, queries = context_and_queries
+    train, q = _tracked_gradients(ctx, queries)
+    # identity: the plain gradient product g_qᵀg_i, exactly (per-row gradients summed back into per-segment and,
+    # both queries in one batch, per-query ones)
+    plain = influence.kronfluence_scores(ctx, queries, "identity")
+    assert plain.shape == (2, train.shape[0]) and np.allclose(plain, (q @ train.T).numpy(), rtol=1e-4)
     # EK-FAC runs on the same plumbing, records its cost, and leaves the attributor's own model untouched
     before = {n: p.clone() for n, p in ctx.att.adapter.module.named_parameters()}
-    ekfac = influence.kronfluence_scores(ctx, [query], "ekfac")
-    assert ekfac.shape == (1, train.shape[0]) and np.isfinite(ekfac).all()
+    ekfac = influence.kronfluence_scores(ctx, queries, "ekfac")
+    assert ekfac.shape == (2, train.shape[0]) and np.isfinite(ekfac).all()
     assert all(torch.equal(p, before[n]) for n, p in ctx.att.adapter.module.named_parameters())
     assert all(type(m).__name__ != "TrackedLinear" for m in ctx.att.adapter.module.modules())
-    assert ctx.costs["ekfac"]["build_s"] > 0 and ctx.costs["ekfac"]["queries"] == 1
+    assert ctx.costs["ekfac"]["build_s"] > 0 and ctx.costs["ekfac"]["queries"] == 2

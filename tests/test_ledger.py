@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from bench.sink_result import result_doc
 from tda_plugin.cli.app import app
 from tda_plugin.sinks.ledger import Ledger, default_ledger_path
 
 from .ledger_writer import append_many
-from .sink_result import result_doc
 
 runner = CliRunner()
 

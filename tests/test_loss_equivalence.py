@@ -17,7 +17,7 @@ import stable_audio_tools.training.diffusion as diffusion
 import torch
 
 from tda_plugin.adapter import Conditioning
-from tda_plugin.adapters.stable_audio import StableAudioAdapter, build_model
+from tda_plugin.adapters.stable_audio_adapter import StableAudioAdapter, build_model
 from tda_plugin.randomness import Draws
 
 from .conftest import tiny_config

@@ -9,13 +9,12 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
+from bench.sink_result import result_doc
 from tda_plugin.cli.app import app
 from tda_plugin.errors import TdaError
 from tda_plugin.sinks import SinkOptions, write_credits
 from tda_plugin.sinks.read import read_credits
 from tda_plugin.sinks.sidecar import sidecar_path
-
-from .sink_result import result_doc
 
 runner = CliRunner()
 

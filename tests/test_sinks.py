@@ -8,12 +8,11 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
+from bench.sink_result import result_doc
 from tda_plugin.cli.app import app
 from tda_plugin.errors import TdaError, UnknownPluginError
 from tda_plugin.sinks import SinkOptions, write_credits
 from tda_plugin.sinks.ledger import Ledger
-
-from .sink_result import result_doc
 
 runner = CliRunner()
 

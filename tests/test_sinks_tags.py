@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from bench.sink_result import result_doc
 from tda_plugin.sinks import SinkOptions, write_credits
 from tda_plugin.sinks.read import read_credits
 from tda_plugin.sinks.sidecar import sidecar_path
 from tda_plugin.sinks.tags import TEXT_TAG, audio_format
-
-from .sink_result import result_doc
 
 FORMATS = [("clip.wav", "WAV", "PCM_16", 8000), ("clip.flac", "FLAC", "PCM_24", 8000), ("clip.ogg", "OGG", "VORBIS", 8000),
            ("clip.opus", "OGG", "OPUS", 48000), ("clip.mp3", "MP3", "MPEG_LAYER_III", 8000)]

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from tda_plugin.adapter import Conditioning
-from tda_plugin.adapters.stable_audio import StableAudioAdapter, build_model
+from tda_plugin.adapters.stable_audio_adapter import StableAudioAdapter, build_model
 from tda_plugin.randomness import make_draws, segment_stream
 from tda_plugin.scoring import losses
 

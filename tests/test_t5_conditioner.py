@@ -24,12 +24,12 @@ from .conftest import tiny_config, write_catalogue
 REPO = Path(__file__).resolve().parents[1]
 T5_PROMPT = {"id": "prompt", "type": "t5", "config": {"t5_model_name": t5_cache.MODEL_NAME, "max_length": 16}}
 
-#: builds the random-weight checkpoint (conftest's ``random_model``) in a process that sees the
+#: builds the random-weight checkpoint (bench/tiny_project.py's ``random_model``) in a process that sees the
 #: private cache, since T5Conditioner loads T5 when the model is constructed
 BUILD_MODEL = """
 import json, sys
 from pathlib import Path
-from tests.conftest import random_model
+from bench.tiny_project import random_model
 random_model(json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2]), seed=0)
 """
 
@@ -84,6 +84,7 @@ def t5_checkpoint(tmp_path_factory: pytest.TempPathFactory, t5_home: Path) -> Pa
     return ckpt
 
 
+@pytest.mark.slow  # builds a T5 cache and indexes with it: a minute or more
 def test_index_and_attribute_with_t5_prompt_conditioner(tmp_path: Path, t5_home: Path, t5_checkpoint: Path) -> None:
     """The whole CLI path works with T5 resolved from an offline cache, and the result is well formed."""
     env = t5_cache.offline_env(t5_home)
@@ -101,6 +102,7 @@ def test_index_and_attribute_with_t5_prompt_conditioner(tmp_path: Path, t5_home:
     assert doc["model"]["fingerprint"] == info["fingerprint"]
 
 
+@pytest.mark.slow  # builds a T5 cache and indexes with it: a minute or more
 def test_missing_t5_is_one_line_error(tmp_path: Path, t5_checkpoint: Path) -> None:
     """Without T5 in the (offline) cache the user gets one error line naming T5, not a transformers traceback.
 

@@ -43,8 +43,10 @@ class DemoRun:
     clips: list[tuple[Path, AttributionResult]] = field(default_factory=list)
     report: Path | None = None
     styles_credited_first: int = 0
-    #: clips whose first artist is settled under resampled loss draws (tda_plugin/stability.py)
-    artists_settled: int = 0
+    #: clips whose first artist is settled under resampled loss draws (tda_plugin/stability.py); None where the
+    #: index keeps one draw, so that nothing can be resampled (:attr:`not_estimable` says why)
+    artists_settled: int | None = 0
+    not_estimable: str | None = None
     #: the independent check: how many clips sound like the prompted artist (no model, no attribution)
     style_fit: StyleFit | None = None
     #: the credits ledger the clips' credits were appended to
@@ -110,7 +112,8 @@ def _audiocraft(tracks: list, model_dir: Path, *, train: bool, seed: int, device
                 settings: AttributeSettings) -> DemoModel:
     import torch
 
-    from ..adapters.audiocraft import LM_FILE, load as load_adapter
+    from ..adapters.audiocraft import load as load_adapter
+    from ..adapters.audiocraft_toolkit import LM_FILE
     from ..adapters.audiocraft_demo import train_demo_model
     from ..adapters.audiocraft_generation import gen_model, generate as generate_with_credits
 
@@ -168,14 +171,19 @@ def run_demo(out: Path, *, corpus: Path | None = None, train: bool = False, clip
         write_credits(result.to_dict(), wav, ("sidecar", "ledger"), SinkOptions(ledger=run.ledger))
         run.clips.append((wav, result))
         run.styles_credited_first += bool(result.artists and result.artists[0]["artist"] == artist_of[prompt])
-        run.artists_settled += settled(result.artists)
+        why = result.method["stability"].get("not_estimable")
+        if why is not None:
+            run.artists_settled, run.not_estimable = None, why
+        elif run.artists_settled is not None:
+            run.artists_settled += settled(result.artists)
         show(result)
     classifier = StyleClassifier.from_tracks(tracks, demo.adapter.sample_rate, attributor.index.meta.segment_samples)
     run.style_fit = fit = style_fit(classifier, heard)
     summary = [("The model's clips sound like the prompted artist (independent check)", f"{fit.hits} of {fit.total} clips"),
                ("The prompted artist is credited first", f"{run.styles_credited_first} of {len(run.clips)} clips"),
                (f"The first artist stays first in ≥ {SETTLED:.0%} of resamples of the model's loss draws",
-                f"{run.artists_settled} of {len(run.clips)} clips")]
+                f"{run.artists_settled} of {len(run.clips)} clips" if run.artists_settled is not None
+                else f"not estimable: {run.not_estimable}")]
     run.report = build_report([wav for wav, r in run.clips if not r.vetoes], out / "report.html", index=out / "index",
                               title="tda-plugin demo: who made this music?", summary=summary,
                               segment_players=5)  # eight clips, top five segments each: a page under 1 MB

@@ -39,9 +39,9 @@ from ..settings import AttributeSettings, IndexSettings, TrackCredit
 from .lds import DEFAULT, versus
 from .methods import check_patterns, open_context, select
 from .metrics import mean_interval
-from .outputs import markdown_table
-from .retraining import (LOSS_SEED_OFFSET, ModelCache, Query, can_fine_tune, catalogue_segments, excluded_ranges,
-                         experiment_queries, held_out_queries, measure_costs, query_loss)
+from .outputs import interval_bars, markdown_table
+from .retraining import (LOSS_SEED_OFFSET, ModelCache, Query, can_fine_tune, catalogue_segments, check_queries,
+                         excluded_ranges, experiment_queries, held_out_queries, measure_costs, query_loss)
 from .scores import ScoreStore, all_scores
 
 
@@ -70,8 +70,7 @@ class Plan:
     def __post_init__(self) -> None:
         if self.seeds < 1 or self.steps < 1 or self.finetune_steps < 1 or self.loss_draws < 1 or self.top < 1:
             raise TdaError("seeds, steps, fine-tuning steps, loss draws and top must all be at least 1")
-        if self.queries < 0 or (self.queries == 0 and self.query_audio is None):
-            raise TdaError("give generated queries (--queries N), held-out audio (--query-audio DIR), or both")
+        check_queries(self.queries, self.query_audio)
         check_patterns(self.methods)
 
     @property
@@ -115,15 +114,11 @@ class Artists:
         #: the one fine-tuned model held in memory (key -> adapter)
         self._loaded: dict[str, Any] = {}
 
-    def _index_settings(self) -> IndexSettings:
-        return IndexSettings(seed=self.plan.seed, draws=self.plan.draws)
-
     def base_key(self) -> str:
-        return self.cache.key(seed=self.plan.seed, steps=self.plan.steps, exclude={})
+        return self.cache.reference_key(seed=self.plan.seed, steps=self.plan.steps)
 
     def reference(self) -> Attributor:
-        key = self.cache.train(seed=self.plan.seed, steps=self.plan.steps, exclude={}, note={"role": "reference"})
-        return self.cache.reference_index(key, self.plan.corpus, self._index_settings())
+        return self.cache.reference(self.plan.corpus, seed=self.plan.seed, steps=self.plan.steps, draws=self.plan.draws)
 
     def artists(self) -> list[str]:
         return sorted({t.artist for t in self.tracks})
@@ -138,7 +133,7 @@ class Artists:
     def estimate(self) -> list[tuple[str, float]]:
         plan = self.plan
         n_models = plan.seeds * (len(self.artists()) + 1)
-        have_ref = self.cache.has_index(self.base_key(), self._index_settings())
+        have_ref = self.cache.has_reference(seed=plan.seed, steps=plan.steps, draws=plan.draws)
         att = self.reference() if have_ref else None
         costs = measure_costs(self.cache.recipe, self.spec, self.tracks, plan.seed, plan.draws,
                               model=att.adapter if att else None)
@@ -247,15 +242,5 @@ def render(doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
           + f"\nmean rise of a query's loss without an artist {doc['truth_summary']['mean_rise']:.4g}"
           + (f"; seed-to-seed SD of a rise {sd:.3g}" if sd is not None else "") + "\n")
 
-    def bars(ax: Any) -> None:
-        names = [r[0] for r in rows]
-        means = np.array([summary[n]["spearman"]["mean"] for n in names])
-        err = np.array([[summary[n]["spearman"]["mean"] - summary[n]["spearman"]["low"],
-                         summary[n]["spearman"]["high"] - summary[n]["spearman"]["mean"]] for n in names]).T
-        ax.barh(np.arange(len(names)), means, xerr=np.nan_to_num(err), color="tab:green")
-        ax.set_yticks(np.arange(len(names)), names, fontsize=7)
-        ax.invert_yaxis()
-        ax.axvline(0, color="k", lw=0.8)
-        ax.set_xlabel("Spearman of artist shares with the true rises (mean over queries, 95 % interval)")
-
-    return md, {"methods": bars}
+    return md, {"methods": interval_bars({r[0]: summary[r[0]]["spearman"] for r in rows}, "tab:green",
+                                         "Spearman of artist shares with the true rises (mean over queries, 95 % interval)")}

@@ -42,12 +42,12 @@ from ..catalog import read_catalog
 from ..errors import TdaError
 from ..progress import task
 from ..registry import get_adapter_spec
-from ..settings import IndexSettings, UnlearnSettings
+from ..settings import UnlearnSettings
 from .methods import check_patterns, matching, open_context, select
 from .metrics import mean_interval, paired_test
 from .outputs import markdown_table
-from .retraining import (LOSS_SEED_OFFSET, ModelCache, Query, can_fine_tune, catalogue_segments, excluded_ranges,
-                         experiment_queries, held_out_queries, measure_costs, median_cpu, query_loss)
+from .retraining import (LOSS_SEED_OFFSET, ModelCache, Query, can_fine_tune, catalogue_segments, check_queries,
+                         excluded_ranges, experiment_queries, held_out_queries, measure_costs, median_cpu, query_loss)
 from .scores import ScoreStore, all_scores
 
 RANDOM = "random"
@@ -85,8 +85,7 @@ class Plan:
             raise TdaError("K, seeds, random sets and steps must all be at least 1")
         if self.finetune_steps < 0 or self.loss_draws < 1:
             raise TdaError("fine-tuning steps must be >= 0 and loss draws >= 1")
-        if self.queries < 0 or (self.queries == 0 and self.query_audio is None):
-            raise TdaError("give generated queries (--queries N), held-out audio (--query-audio DIR), or both")
+        check_queries(self.queries, self.query_audio)
         check_patterns(self.methods)
 
     @property
@@ -146,16 +145,12 @@ class Counterfactual:
         self.results: dict[str, Any] = json.loads(self.results_path.read_text()) if self.results_path.is_file() else {}
 
     # -- models ----------------------------------------------------------------------------------------
-    def _index_settings(self) -> IndexSettings:
-        return IndexSettings(seed=self.plan.seed, draws=self.plan.draws)
-
     def base_key(self) -> str:
-        return self.cache.key(seed=self.plan.seed, steps=self.plan.steps, exclude={})
+        return self.cache.reference_key(seed=self.plan.seed, steps=self.plan.steps)
 
     def reference(self) -> Attributor:
         """The model attributions are computed on (trained from scratch with the plan's seed), and its index."""
-        key = self.cache.train(seed=self.plan.seed, steps=self.plan.steps, exclude={}, note={"role": "reference"})
-        return self.cache.reference_index(key, self.plan.corpus, self._index_settings())
+        return self.cache.reference(self.plan.corpus, seed=self.plan.seed, steps=self.plan.steps, draws=self.plan.draws)
 
     def _train_args(self, seed: int, exclude: Any) -> dict[str, Any]:
         plan = self.plan
@@ -177,7 +172,7 @@ class Counterfactual:
         steps = plan.finetune_steps or plan.steps
         seeds = [plan.seed + s for s in range(plan.seeds)]
         lines: list[tuple[str, float]] = []
-        att = self.reference() if self.cache.has_index(self.base_key(), self._index_settings()) else None
+        att = self.reference() if self.cache.has_reference(seed=plan.seed, steps=plan.steps, draws=plan.draws) else None
         if att is None:
             costs = measure_costs(self.cache.recipe, self.spec, self.tracks, plan.seed, plan.draws)
             n = catalogue_segments(self.tracks, costs.segment_seconds)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import tempfile
 import time
+from dataclasses import replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -188,15 +189,21 @@ class _Task:
         return self.adapter.loss(encoded, cond, draws).mean(dim=1).sum()
 
     def compute_measurement(self, batch: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
-        total = torch.zeros(())
-        for j in batch:
-            enc = self.queries[int(j)].encoded
-            assert enc is not None
-            draws = self.ctx.att.query_draws(enc, QUERY_LOSS)
-            total = total + self.adapter.loss(enc.encoded, self.adapter.condition(enc.conditioning), draws,
-                                              enc.mask if QUERY_LOSS.mask_silence else None).mean()
+        """The batch's query losses in one forward pass (their windows stacked; each query's loss its mean over its
+        windows and draws), so that each tracked layer runs once and its rows sum back into per-query gradients."""
+        encoded = [self.queries[int(j)].encoded for j in batch]
+        assert all(e is not None for e in encoded)
+        windows = [e.encoded.shape[0] for e in encoded]
+        if len(set(windows)) != 1:
+            raise ValueError("queries of one kronfluence batch need the same number of windows")
+        draws = self.ctx.att.query_draws(encoded[0], QUERY_LOSS)  # the same streams and draws for every query
+        stacked = replace(draws, streams=draws.streams * len(encoded))
+        masks = [e.mask for e in encoded]
+        mask = torch.cat(masks) if QUERY_LOSS.mask_silence and all(m is not None for m in masks) else None
+        loss = self.adapter.loss(torch.cat([e.encoded for e in encoded]),
+                                 self.adapter.condition([c for e in encoded for c in e.conditioning]), stacked, mask)
         self.examples = len(batch)
-        return total
+        return loss.reshape(len(batch), -1).mean(dim=1).sum()
 
     def get_influence_tracked_modules(self) -> list[str]:
         return self.tracked
@@ -257,8 +264,11 @@ def kronfluence_scores(ctx: Context, queries: Sequence[Query], strategy: str, *,
                                  factor_args=factor_args)
         build_s = time.process_time() - started
         started = time.process_time()
+        # every query in one batch of equally long ones: one pass over the catalogue serves them all
+        same = len({q.encoded.encoded.shape for q in queries if q.encoded is not None}) == 1
         analyzer.compute_pairwise_scores(scores_name="q", factors_name=strategy, query_dataset=_Positions(len(queries)),
-                                         train_dataset=_Positions(n), per_device_query_batch_size=1,
+                                         train_dataset=_Positions(n),
+                                         per_device_query_batch_size=len(queries) if same else 1,
                                          per_device_train_batch_size=batch,
                                          score_args=ScoreArguments(compute_per_module_scores=False))
         scores = analyzer.load_pairwise_scores("q")["all_modules"].double().numpy()

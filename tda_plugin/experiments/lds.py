@@ -43,8 +43,8 @@ from ..registry import get_adapter_spec
 from ..settings import IndexSettings, UnlearnSettings
 from .methods import REGISTRY, check_patterns, open_context, select
 from .metrics import linear_datamodeling_score, mean_interval, paired_test
-from .outputs import markdown_table
-from .retraining import (LOSS_SEED_OFFSET, ModelCache, Query, catalogue_segments, excluded_ranges,
+from .outputs import interval_bars, markdown_table
+from .retraining import (LOSS_SEED_OFFSET, ModelCache, Query, catalogue_segments, check_queries, excluded_ranges,
                          experiment_queries, held_out_queries, measure_costs, query_loss)
 from .scores import ScoreStore, all_scores
 
@@ -79,8 +79,7 @@ class Plan:
             raise TdaError("alpha (the fraction of segments each subset keeps) must be between 0 and 1")
         if self.subset_models < 3 or self.seeds < 1 or self.steps < 1 or self.loss_draws < 1:
             raise TdaError("need at least 3 subset models, 1 seed, 1 training step and 1 loss draw")
-        if self.queries < 0 or (self.queries == 0 and self.query_audio is None):
-            raise TdaError("give generated queries (--queries N), held-out audio (--query-audio DIR), or both")
+        check_queries(self.queries, self.query_audio)
         check_patterns(self.methods)
 
     @property
@@ -301,15 +300,6 @@ def render(doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
                             f"− {DEFAULT}", "p (two-sided)", "queries"], rows)
           + f"\n{note}\n")
 
-    def bars(ax: Any) -> None:
-        names = [r[0] for r in rows]
-        means = np.array([summary[n]["mean"] for n in names])
-        err = np.array([[summary[n]["mean"] - summary[n]["low"], summary[n]["high"] - summary[n]["mean"]] for n in names]).T
-        ax.barh(np.arange(len(names)), means, xerr=np.nan_to_num(err), color="tab:blue")
-        ax.set_yticks(np.arange(len(names)), names, fontsize=7)
-        ax.invert_yaxis()
-        ax.axvline(0, color="k", lw=0.8)
-        ax.set_xlabel("LDS (mean over queries, 95 % bootstrap interval)")
-
-    return md, {"methods": bars}
+    return md, {"methods": interval_bars({r[0]: summary[r[0]] for r in rows}, "tab:blue",
+                                         "LDS (mean over queries, 95 % bootstrap interval)")}
 

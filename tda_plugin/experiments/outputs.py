@@ -9,6 +9,7 @@ import platform
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 
 from ..atomic import atomic_path, write_json, write_text
@@ -50,3 +51,20 @@ def write_outputs(out_dir: Path, name: str, doc: dict[str, Any], markdown: str, 
         plt.close(fig)
         written.append(path)
     return written
+
+
+def interval_bars(intervals: dict[str, dict[str, float]], color: str, xlabel: str) -> Plot:
+    """A plot of one horizontal bar per method (in the order given): its mean with the 95 % interval
+    (:func:`~tda_plugin.experiments.metrics.mean_interval`'s ``mean``/``low``/``high``) and a line at 0."""
+    def draw(ax: Any) -> None:
+        names = list(intervals)
+        means = np.array([intervals[n]["mean"] for n in names])
+        err = np.array([[intervals[n]["mean"] - intervals[n]["low"], intervals[n]["high"] - intervals[n]["mean"]]
+                        for n in names]).T
+        ax.barh(np.arange(len(names)), means, xerr=np.nan_to_num(err), color=color)
+        ax.set_yticks(np.arange(len(names)), names, fontsize=7)
+        ax.invert_yaxis()
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_xlabel(xlabel)
+
+    return draw

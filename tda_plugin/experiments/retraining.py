@@ -146,6 +146,24 @@ class ModelCache:
             build_index(corpus, out, adapter, checkpoint=ckpt, model_config=cfg, settings=settings)
         return Attributor.from_index(out, adapter=adapter)
 
+    def reference(self, corpus: Path, *, seed: int, steps: int, draws: int) -> Attributor:
+        """The reference model (trained from scratch with ``seed`` for ``steps``) and its index with ``draws`` draws:
+        what the retraining experiments attribute with and fine-tune from (:meth:`reference_key`)."""
+        key = self.train(seed=seed, steps=steps, exclude={}, note={"role": "reference"})
+        return self.reference_index(key, corpus, IndexSettings(seed=seed, draws=draws))
+
+    def reference_key(self, *, seed: int, steps: int) -> str:
+        return self.key(seed=seed, steps=steps, exclude={})
+
+    def has_reference(self, *, seed: int, steps: int, draws: int) -> bool:
+        return self.has_index(self.reference_key(seed=seed, steps=steps), IndexSettings(seed=seed, draws=draws))
+
+
+def check_queries(queries: int, query_audio: Path | None) -> None:
+    """A retraining experiment's queries: generated ones, held-out audio, or both, never neither."""
+    if queries < 0 or (queries == 0 and query_audio is None):
+        raise TdaError("give generated queries (--queries N), held-out audio (--query-audio DIR), or both")
+
 
 def excluded_ranges(att: Attributor, segment_ids: Sequence[int]) -> dict[Path, list[tuple[float, float]]]:
     """The audio of these index segments, as the recipe's ``exclude`` wants it."""

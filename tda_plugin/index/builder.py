@@ -46,8 +46,8 @@ from ..catalog import catalog_csv, read_catalog
 from ..copies import build as copies_build
 from ..errors import AudioError, CatalogError, IndexDamagedError, IndexMismatchError
 from ..embedders import uses_gradients
-from ..fisher import fisher_sums, gradient_names, group_damping, named_parameters, reference_chunks, statistics
-from ..gradients import GradientChunk, GradientPlan, passes, plan_for
+from ..fisher import fisher_sums, gradient_names, group_damping, named_parameters, statistics
+from ..gradients import GradientChunk, GradientPlan, passes, plan_for, reference_chunks
 from ..progress import Advance, task
 from ..randomness import segment_stream
 from ..registry import get_embedder_spec
