@@ -56,7 +56,8 @@ from ..sketch import for_model as sketch_for_model
 from . import vectors, verify
 from .catalog_db import CatalogDB, SegmentRow, TrackRow
 from .paths import portable
-from .store import INDEX_FILES, Index, IndexMeta, conditioned, read_meta, sensitivity_name, shard_name, vectors_name
+from .store import (INDEX_FILES, Index, IndexMeta, conditioned, read_meta, sensitivity_name, shard_name, track_audio,
+                    vectors_name)
 
 log = logging.getLogger(__name__)
 
@@ -193,10 +194,9 @@ def _encode_shard(adapter: ModelAdapter, meta: IndexMeta, rows: list[SegmentRow]
     cache: dict[int, np.ndarray] = {}
     pieces = []
     for s in rows:
-        if s.track_id not in cache:
+        if s.track_id not in cache:  # refused if changed since the catalogue stage (a resumed build)
             cache.clear()
-            data, sr = audio_io.load(Path(tracks[s.track_id].resolved))
-            cache[s.track_id], _ = audio_io.conform(data, sr, meta.sample_rate, meta.channels)
+            cache[s.track_id] = track_audio(tracks[s.track_id], meta.sample_rate, meta.channels)
         start = int(round(s.start_s * meta.sample_rate))
         pieces.append(cache[s.track_id][:, start:start + meta.segment_samples])
     batch = torch.from_numpy(np.stack(pieces))
