@@ -27,7 +27,7 @@ from .embedders import uses_gradients
 from .errors import AudioError, CheckpointError, TdaError
 from .fisher import group_damping, named_parameters
 from .index import vectors
-from .index.builder import segment_conditioning
+from .index.builder import ENCODE_BATCH, segment_conditioning
 from .index.store import Index, conditioned
 from .progress import stage
 from .randomness import Draws, make_draws, query_stream, segment_stream
@@ -78,6 +78,14 @@ class EncodedQuery:
     #: "prompt" or "unconditional": how the segments this query is scored against are conditioned (their
     #: captions or the null branch: which baselines and prefilter vectors answer it)
     mode: str = "prompt"
+    #: what the clip is called in messages (its path, if it has one)
+    name: str = "query"
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation that failed: Python's, a GPU's (``torch.OutOfMemoryError``) or torch's CPU
+    allocator's (a plain ``RuntimeError``)."""
+    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "DefaultCPUAllocator: can't allocate" in str(exc)
 
 
 class Attributor:
@@ -154,7 +162,9 @@ class Attributor:
             raise AudioError(f"{name}: {duration:.2f} s is shorter than one {meta.segment_seconds:.2f} s segment of this index")
         wins, keep = audio_io.windows(data, meta.segment_samples)
         wav = torch.from_numpy(wins)
-        encoded = self.adapter.encode(wav) if encoded is None else self._window_encoded(encoded, len(wins))
+        # windows encoded in the build's batches: the encoder's memory is that of a few windows whatever the clip's length
+        encoded = torch.cat([self.adapter.encode(wav[i:i + ENCODE_BATCH]) for i in range(0, len(wav), ENCODE_BATCH)]) \
+            if encoded is None else self._window_encoded(encoded, len(wins))
         sample_keep = torch.from_numpy(keep)
         if mask_silence:
             frame = max(1, meta.segment_samples // encoded.shape[-1])
@@ -166,7 +176,7 @@ class Attributor:
         conds = [Conditioning(prompt, seconds_start + w * meta.segment_seconds, total,
                               unconditional=conditioning == "unconditional") for w in range(len(wins))]
         return EncodedQuery(encoded, mask, conds, duration, conformed={**conformed, "changes": changes}, warnings=notes,
-                            mode=segments or conditioning)
+                            mode=segments or conditioning, name=name)
 
     def _window_encoded(self, encoded: torch.Tensor, count: int) -> torch.Tensor:
         """A known representation [..., frames] of the whole clip cut into ``count`` segment windows (zero-padded)."""
@@ -248,9 +258,19 @@ class Attributor:
         names = groups[un.subset]
         q_draws = self.query_draws(query, un)
         damping = float(meta.settings.get("damping", 0.1)) if un.damping is None else un.damping
-        delta, alpha, relative_step = unlearning_delta(
-            self.adapter, names, self.fisher, query.encoded, self.adapter.condition(query.conditioning), q_draws,
-            query.mask if un.mask_silence else None, un, len(self.index.segments), damping)
+        try:
+            delta, alpha, relative_step = unlearning_delta(
+                self.adapter, names, self.fisher, query.encoded, self.adapter.condition(query.conditioning), q_draws,
+                query.mask if un.mask_silence else None, un, len(self.index.segments), damping)
+        except (MemoryError, RuntimeError) as exc:
+            if not out_of_memory(exc):
+                raise
+            # the step's one backward pass holds every window under every draw: its memory grows with the clip
+            windows = len(query.conditioning)
+            raise AudioError(f"{query.name}: out of memory in the unlearning step, which runs its {windows} window(s) "
+                             f"of {meta.segment_seconds:.2f} s under {q_draws.count} draw(s) in one pass "
+                             f"({' '.join(str(exc).split())[:120] or type(exc).__name__}); attribute it in shorter "
+                             "clips, or with fewer --unlearn-draws") from None
         query.step = dict(zip(names, delta))
         return names, delta, alpha, relative_step
 

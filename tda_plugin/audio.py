@@ -27,6 +27,9 @@ MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 768_000
 MAX_CHANNELS = 64
 MAX_SECONDS = 3600.0
+#: decoded samples (frames × channels) tda holds of one file: an hour of 48 kHz stereo, 1.4 GB as float32. Without
+#: it an hour at a high rate and many channels (96 kHz, 6 channels: 8.3 GB) would run out of memory while decoding
+MAX_SAMPLES = int(MAX_SECONDS) * 48_000 * 2
 #: peak level (linear, full scale 1.0) above which audio is refused: the model never saw such levels, and
 #: float audio this loud is almost always written at the wrong scale (e.g. int16 values as floats)
 MAX_PEAK = 2.0
@@ -34,6 +37,9 @@ MAX_PEAK = 2.0
 DC_RATIO = 1e-3
 #: a mean this far from zero is reported (attributed as is)
 DC_OFFSET_WARN = 0.1
+#: peaks this far above full scale (dB) are reported: the least a warning can show (+0.1 dBFS). Less is a lossy
+#: codec's overshoot of a clip mastered at full scale (a 6-channel Opus: +0.03 dB), not worth a warning
+OVER_FULL_SCALE_DB = 0.05
 BLOCK_FRAMES = 1 << 16
 
 
@@ -67,9 +73,18 @@ def probe(path: Path) -> AudioInfo:
     if info.frames <= 0:
         raise AudioError(f"{path}: audio is empty")
     if info.frames / info.samplerate > MAX_SECONDS:
-        raise AudioError(f"{path}: its header declares {info.frames / info.samplerate / 3600:.3g} h of audio, more than "
+        raise AudioError(f"{path}: its header declares {info.frames / info.samplerate / 3600:.5g} h of audio, more than "
                          f"the {MAX_SECONDS / 3600:g} h tda attributes at once; cut it into shorter clips")
+    if info.frames * info.channels > MAX_SAMPLES:
+        raise AudioError(f"{path}: {info.frames / info.samplerate / 60:.0f} min of {info.channels}-channel "
+                         f"{info.samplerate} Hz audio is {_gigabytes(info.frames * info.channels)} decoded, more than the "
+                         f"{_gigabytes(MAX_SAMPLES)} tda decodes at once (an hour of 48 kHz stereo); cut it into "
+                         "shorter clips, or mix it down to stereo or resample it first")
     return AudioInfo(info.samplerate, info.channels, info.frames)
+
+
+def _gigabytes(samples: int) -> str:
+    return f"{samples * 4 / 1e9:.1f} GB"
 
 
 def _reason(exc: Exception, path: Path) -> str:
@@ -85,10 +100,11 @@ def load(path: Path) -> tuple[np.ndarray, int]:
     """Decode a file to float32 [channels, samples], refusing NaN/Inf samples.
 
     Read block by block, never trusting the header's length (a damaged header can declare hours of audio
-    in a small file), and never more than :data:`MAX_SECONDS`.
+    in a small file), and never more than :data:`MAX_SECONDS` or :data:`MAX_SAMPLES`. The blocks are copied
+    into the result one by one, each released as it is copied, so decoding holds little more than the clip.
     """
     info = probe(path)
-    limit = int(MAX_SECONDS * info.sample_rate)
+    limit = min(int(MAX_SECONDS * info.sample_rate), MAX_SAMPLES // info.channels)
     blocks, frames = [], 0
     try:
         with sf.SoundFile(str(path)) as fh:
@@ -97,8 +113,9 @@ def load(path: Path) -> tuple[np.ndarray, int]:
                 blocks.append(block)
                 frames += len(block)
                 if frames > limit:
-                    raise AudioError(f"{path}: longer than the {MAX_SECONDS / 3600:g} h tda attributes at once; "
-                                     "cut it into shorter clips")
+                    raise AudioError(f"{path}: longer than its header declares, and than the {MAX_SECONDS / 3600:g} h "
+                                     f"(or {_gigabytes(MAX_SAMPLES)} decoded) tda attributes at once; cut it into "
+                                     "shorter clips")
                 if len(block) < BLOCK_FRAMES:
                     break
     except AudioError:
@@ -107,7 +124,12 @@ def load(path: Path) -> tuple[np.ndarray, int]:
         raise AudioError(f"{path}: cannot decode audio ({_reason(exc, Path(path))})") from None
     if frames == 0:
         raise AudioError(f"{path}: audio is empty")
-    data = np.ascontiguousarray(np.concatenate(blocks).T)
+    data = np.empty((blocks[0].shape[1], frames), dtype=np.float32)
+    end = frames
+    while blocks:  # from the last block back: each is released once copied
+        block = blocks.pop()
+        data[:, end - len(block):end] = block.T
+        end -= len(block)
     check_finite(data, str(path))
     return data, info.sample_rate
 
@@ -125,15 +147,16 @@ def check_levels(audio: np.ndarray, name: str) -> list[str]:
     """Refuse audio whose credits would be garbage; return warnings about audio attributed as is.
 
     ``audio`` is [channels, samples] (or [samples]). Refused: NaN/Inf, nothing but zeros, a constant (DC)
-    signal, peaks above :data:`MAX_PEAK`. Reported: peaks above full scale, a large DC offset.
+    signal, peaks above :data:`MAX_PEAK`. Reported: peaks above full scale, a large DC offset. Statistics are
+    taken channel by channel in float64, so an hour-long clip needs one channel's float64 copy, not the clip's.
     """
     audio = audio[None] if audio.ndim == 1 else audio
     check_finite(audio, name)
     peak = float(np.abs(audio).max()) if audio.size else 0.0
     if peak == 0.0:
         raise AudioError(f"{name}: the audio is silent (all samples are zero); nothing to attribute")
-    mean = audio.astype(np.float64).mean(axis=1)
-    std = audio.astype(np.float64).std(axis=1)
+    mean = audio.mean(axis=1, dtype=np.float64)
+    std = np.array([channel.std(dtype=np.float64) for channel in audio])
     if bool((std <= DC_RATIO * np.abs(mean)).all()):
         raise AudioError(f"{name}: the audio is a constant (DC) signal at {float(mean[0]):+.3g}, not sound; nothing to attribute")
     db = 20 * np.log10(peak)
@@ -142,7 +165,7 @@ def check_levels(audio: np.ndarray, name: str) -> list[str]:
                          f"such levels, so its credits would be meaningless. If it is audio at the wrong scale, divide it "
                          f"by {peak:.3g} and attribute that")
     warnings = []
-    if peak > 1.0 + 1e-4:
+    if db >= OVER_FULL_SCALE_DB:
         warnings.append(f"peaks at {db:+.1f} dBFS, above full scale; attributed as is")
     offset = float(np.abs(mean).max())
     if offset > DC_OFFSET_WARN:

@@ -48,6 +48,10 @@ class IndexIncompleteError(TdaError):
     """An index whose build has not finished (rerun the build command to resume it)."""
 
 
+class IndexBusyError(TdaError):
+    """An index another process is building at the moment."""
+
+
 class IndexDamagedError(TdaError):
     """An index file that is missing, truncated, unreadable or not the one the build recorded."""
 

@@ -11,13 +11,11 @@ bench/behaviour.py's own.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-from . import audio as audio_io
 from .attributor import AttributionResult, Attributor
 from .credits import TRACK_CREDITS, build_credits
 from .settings import AttributeSettings
@@ -81,12 +79,7 @@ def spread_segments(att: Attributor, count: int) -> list[int]:
 
 
 def segment_audio(att: Attributor, segment_id: int) -> np.ndarray:
-    meta = att.index.meta
-    seg = att.index.segments[segment_id]
-    data, sr = audio_io.load(Path(att.index.tracks[seg.track_id].resolved))
-    data, _ = audio_io.conform(data, sr, meta.sample_rate, meta.channels)
-    start = int(round(seg.start_s * meta.sample_rate))
-    return data[:, start:start + meta.segment_samples]
+    return att.index.segment_audio(segment_id)
 
 
 def segment_checks(att: Attributor, ids: list[int], settings: AttributeSettings, transforms: dict[str, Transform | None],

@@ -6,6 +6,7 @@ the audio of its top training segments. No model is loaded.
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,10 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from . import audio as audio_io
-from .errors import IndexMismatchError, TdaError
+from .errors import AudioError, IndexMismatchError, TdaError
 from .index.store import Index
 from .report import ClipReport, SegmentAudio, write_html_report
 from .sinks.read import read_credits
+
+log = logging.getLogger(__name__)
 
 #: what a folder given to ``tda report`` is searched for
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au")
@@ -38,12 +41,38 @@ def audio_files(paths: Sequence[Path]) -> list[Path]:
 
 def segment_audio(index: Index, segment_id: int) -> np.ndarray:
     """One training segment as the index cut it, mono at the index's sample rate."""
-    meta = index.meta
-    seg = index.segments[segment_id]
-    data, sr = audio_io.load(Path(index.tracks[seg.track_id].resolved))
-    data, _ = audio_io.conform(data, sr, meta.sample_rate, 1)
-    start = int(round(seg.start_s * meta.sample_rate))
-    return data[0, start:start + meta.segment_samples]
+    return index.segment_audio(segment_id, channels=1)[0]
+
+
+def _same_segment(index: Index, listed: dict) -> bool:
+    """Whether a segment a result lists is the index's segment of that id (same track file, same start): an index
+    rebuilt in place from a changed catalogue numbers its segments afresh, under the same model."""
+    seg = index.segments.get(int(listed["segment_id"]))
+    if seg is None:
+        return False
+    path, start = listed.get("path", index.tracks[seg.track_id].path), float(listed.get("start_s", seg.start_s))
+    return index.tracks[seg.track_id].path == path and abs(seg.start_s - start) < 1e-6
+
+
+def _players(index: Index, path: Path, where: Path, listed: list[dict], unplayable: set[int]) -> list[SegmentAudio]:
+    """The audio of the ``listed`` segments of ``path``'s result, cut from the catalogue. A track whose file is gone,
+    undecodable or changed gets no players: said once (``unplayable`` remembers it across clips), the page still
+    written. Segments that are not this index's are refused: its players would play other music."""
+    players = []
+    for s in listed:
+        if not _same_segment(index, s):
+            raise IndexMismatchError(f"{path} was attributed with another index of this model: its segment "
+                                     f"{s['segment_id']} ({s.get('path')} at {s.get('start_s')} s) is not {where}'s; "
+                                     "give the index it was attributed with")
+        track = index.segments[int(s["segment_id"])].track_id
+        if track in unplayable:
+            continue
+        try:
+            players.append(SegmentAudio(int(s["segment_id"]), segment_audio(index, int(s["segment_id"]))))
+        except AudioError as exc:
+            unplayable.add(track)
+            log.warning("%s (the report has no player for its segments)", exc)
+    return players
 
 
 def _label(path: Path, page: Path) -> str:
@@ -59,6 +88,7 @@ def clip_reports(paths: Sequence[Path], *, page: Path, index: Path | None = None
     """One :class:`ClipReport` per attributed audio file; with ``index``, players for its top segments too
     (the first ``segment_players`` of them, or all)."""
     idx = Index(index) if index is not None else None
+    unplayable: set[int] = set()
     clips = []
     for path in audio_files(paths):
         result, _ = read_credits(path)
@@ -69,8 +99,7 @@ def clip_reports(paths: Sequence[Path], *, page: Path, index: Path | None = None
             if fingerprint != idx.meta.fingerprint:
                 raise IndexMismatchError(f"{path} was attributed with model {fingerprint[:12] or '(unknown)'}, but {index} "
                                          f"is the index of model {idx.meta.fingerprint[:12]}; give the index it was attributed with")
-            segments = [SegmentAudio(int(s["segment_id"]), segment_audio(idx, int(s["segment_id"])))
-                        for s in (result.get("segments") or [])[:segment_players]]
+            segments = _players(idx, path, index, (result.get("segments") or [])[:segment_players], unplayable)
         clips.append(ClipReport(result, data.mean(axis=0), sr, segments,
                                 segment_sample_rate=idx.meta.sample_rate if idx is not None else None,
                                 label=_label(path, page)))

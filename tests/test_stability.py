@@ -110,3 +110,17 @@ def test_attribution_records_how_settled_its_first_credit_is(tiny_index: Path, t
                                    {t: row.artist for t, row in att.index.tracks.items()}, 5, "max", seed=0)
     assert result["credits"][0]["first_share"] == pytest.approx(tracks[result["credits"][0]["track_id"]])
     assert result["artists"][0]["first_share"] == pytest.approx(artists[result["artists"][0]["artist"]])
+
+
+def test_threshold_calibration_counts_both_directions_and_picks_the_smallest_clean_threshold() -> None:
+    """bench/settled_threshold.py: a flag counts against the other seed's answer, in both directions."""
+    from bench.settled_threshold import choose, sweep
+
+    a = [{"track": (1, 0.97), "artist": ("x", 1.0)}, {"track": (2, 0.7), "artist": ("y", 0.92)}]
+    b = [{"track": (1, 0.8), "artist": ("x", 1.0)}, {"track": (3, 0.6), "artist": ("y", 0.95)}]
+    rows = {r["threshold"]: r for r in sweep(a, b)}
+    # at 0.65 the second query's track is flagged on a (0.7) but b put another track first
+    assert rows[0.65]["track"] == {"flagged": 3, "held": 2, "of": 4, "lower_95": rows[0.65]["track"]["lower_95"]}
+    assert rows[0.75]["track"]["flagged"] == 2 and rows[0.75]["track"]["held"] == 2
+    assert rows[0.9]["artist"]["flagged"] == 4 and rows[0.9]["artist"]["held"] == 4
+    assert choose(list(rows.values())) == 0.75  # at 0.70 the 0.7 flag still fails

@@ -26,8 +26,10 @@ bit-identical.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -44,7 +46,7 @@ from ..adapter import Conditioning, ModelAdapter, loss_draws
 from ..atomic import write_json, write_tensors
 from ..catalog import catalog_csv, read_catalog
 from ..copies import build as copies_build
-from ..errors import AudioError, CatalogError, IndexDamagedError, IndexMismatchError
+from ..errors import AudioError, CatalogError, IndexBusyError, IndexDamagedError, IndexMismatchError, TdaError
 from ..embedders import uses_gradients
 from ..fisher import fisher_sums, gradient_names, group_damping, named_parameters, statistics
 from ..gradients import GradientChunk, GradientPlan, passes, plan_for, reference_chunks
@@ -58,13 +60,16 @@ from ..sketch import for_model as sketch_for_model
 from . import vectors, verify
 from .catalog_db import CatalogDB, SegmentRow, TrackRow
 from .paths import portable
-from .store import INDEX_FILES, Index, IndexMeta, conditioned, read_meta, sensitivity_name, shard_name, vectors_name
+from .store import (INDEX_FILES, Index, IndexMeta, conditioned, read_meta, sensitivity_name, shard_name, track_audio,
+                    vectors_name)
 
 log = logging.getLogger(__name__)
 
 ENCODE_BATCH = 16
 #: Fisher sample segments per partial file: the unit of resumption and of distribution
 FISHER_CHUNK = 16
+#: held by the build writing an index (:func:`_build_lock`); a dot file, so no checksum records it
+LOCK_FILE = ".build.lock"
 #: most memory the Fisher sample's kept gradients may take (fisher_segments × gradient size); above it
 #: the statistics pass computes those segments' gradients again
 KEEP_BYTES = 1 << 30
@@ -195,10 +200,9 @@ def _encode_shard(adapter: ModelAdapter, meta: IndexMeta, rows: list[SegmentRow]
     cache: dict[int, np.ndarray] = {}
     pieces = []
     for s in rows:
-        if s.track_id not in cache:
+        if s.track_id not in cache:  # refused if changed since the catalogue stage (a resumed build)
             cache.clear()
-            data, sr = audio_io.load(Path(tracks[s.track_id].resolved))
-            cache[s.track_id], _ = audio_io.conform(data, sr, meta.sample_rate, meta.channels)
+            cache[s.track_id] = track_audio(tracks[s.track_id], meta.sample_rate, meta.channels)
         start = int(round(s.start_s * meta.sample_rate))
         pieces.append(cache[s.track_id][:, start:start + meta.segment_samples])
     batch = torch.from_numpy(np.stack(pieces))
@@ -238,6 +242,39 @@ def build_index(corpus: Path, out: Path, adapter: ModelAdapter, *, checkpoint: P
     out = Path(out)
     distributed.init_from_env()
     get_embedder_spec(settings.embedder)  # fail before any work on an unknown name
+    with _build_lock(out) if distributed.is_main() else contextlib.nullcontext():
+        return _build(corpus, out, adapter, checkpoint, model_config, settings, batch_size, overwrite, reference)
+
+
+@contextlib.contextmanager
+def _build_lock(out: Path) -> Iterator[None]:
+    """Hold ``out/.build.lock`` for the whole build. A second build of the same folder at the same time is
+    refused with one line: the two would race, each removing the temporary files the other is writing, and
+    the Fisher's part files the other is about to merge. The lock is the OS's (``flock``): it goes with its
+    process, so a killed build (``kill -9`` included) leaves none behind to clear by hand."""
+    import fcntl
+
+    if out.exists() and not out.is_dir():
+        raise TdaError(f"{out}: is a file; --out names the index's directory")
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK_FILE, "a+", encoding="utf-8") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip()
+            raise IndexBusyError(f"{out}: another `tda index build` is writing this index"
+                                 f"{f' (process {holder})' if holder else ''}; wait for it to finish, or build into "
+                                 "another --out") from None
+        fh.truncate(0)
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        yield  # closing the file releases the lock
+
+
+def _build(corpus: Path, out: Path, adapter: ModelAdapter, checkpoint: Path, model_config: Path | None,
+           settings: IndexSettings, batch_size: int, overwrite: bool, reference: bool) -> BuildReport:
+    """:func:`build_index`'s work, under its lock."""
     new = _meta(adapter, checkpoint, model_config, corpus, settings, out)
     if distributed.is_main():  # rank 0 writes index.json and plans the catalogue; the others then agree
         meta = _start(out, new, overwrite)

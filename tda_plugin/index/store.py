@@ -18,12 +18,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 
-from ..errors import IndexDamagedError, IndexIncompleteError, IndexMismatchError, TdaError
+from .. import audio as audio_io
+from ..errors import AudioError, IndexDamagedError, IndexIncompleteError, IndexMismatchError, TdaError
 from ..settings import IndexSettings
-from .catalog_db import CatalogDB
+from .catalog_db import CatalogDB, TrackRow
 from .paths import resolve
 
 SCHEMA_VERSION = 1
@@ -160,6 +162,22 @@ def check_sizes(root: Path, meta: IndexMeta) -> None:
             raise damaged(root, name, why)
 
 
+def track_audio(track: TrackRow, sample_rate: int, channels: int) -> np.ndarray:
+    """A catalogue track read again after the index read it, conformed to ``sample_rate`` and ``channels``.
+
+    The index keeps no catalogue audio, only where each segment lies in its track: a file since deleted, damaged
+    or replaced would put other music at those times. Gone or undecodable, or not as long as when the index read
+    it, the track is refused with one line (:class:`AudioError`). A file replaced by another of the same length
+    is not detected (the index records no checksum of catalogue audio).
+    """
+    data, rate = audio_io.load(Path(track.resolved))
+    seconds = data.shape[1] / rate
+    if abs(seconds - track.duration_s) > 1e-6:
+        raise AudioError(f"{track.resolved}: {seconds:.2f} s long, not the {track.duration_s:.2f} s it was when the "
+                         "index read it; the catalogue changed since: restore the file, or build a new index of the catalogue as it is")
+    return audio_io.conform(data, rate, sample_rate, channels)[0]
+
+
 class Index:
     """Read access to a finished index; shards load lazily and stay cached."""
 
@@ -232,6 +250,14 @@ class Index:
             raise IndexMismatchError(
                 f"{self.root} was built for another model ({self.meta.adapter} {self.meta.fingerprint[:12]}) "
                 f"than the one loaded ({adapter} {fingerprint[:12]}); rebuild the index for this model")
+
+    def segment_audio(self, segment_id: int, channels: int | None = None) -> np.ndarray:
+        """One training segment [channels, samples] as the build cut it, read from its catalogue file (see
+        :func:`track_audio`), at the index's sample rate with ``channels`` (default: the model's)."""
+        meta, seg = self.meta, self.segments[segment_id]
+        data = track_audio(self.tracks[seg.track_id], meta.sample_rate, channels or meta.channels)
+        start = int(round(seg.start_s * meta.sample_rate))
+        return data[:, start:start + meta.segment_samples]
 
     def path(self, stored: str) -> Path:
         """A path recorded in index.json, resolved for where the index is now (index/paths.py)."""
