@@ -29,6 +29,13 @@ Costs, side by side in this run: each index build with the copy stage timed insi
 search, importing librosa's transforms, is reported apart).
 
 Writes bench/results/NAME.json (every query's score, so the threshold can be re-set offline) and NAME.md.
+
+Clips a model generated, checked against an index that has fingerprints (a small model may truly copy its catalogue:
+each flagged clip is listed with the span it matched, to be compared by ear):
+
+    python bench/near_copies.py --index /tmp/near-copies/demo/index --generated demo-out/clips [--generated DIR]
+
+writes bench/results/NAME-generated.{json,md}: per clip its best-scoring track, span, transposition and score.
 """
 from __future__ import annotations
 
@@ -442,7 +449,14 @@ def main() -> None:
     ap.add_argument("--name", default="near-copies")
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     ap.add_argument("--summary", type=Path, help="only redo the tables of this run's JSON at the code's threshold")
+    ap.add_argument("--index", type=Path, help="with --generated: an index with fingerprints")
+    ap.add_argument("--generated", type=Path, action="append", default=[], help="a folder of generated clips (repeat)")
     args = ap.parse_args()
+    if args.generated:
+        if args.index is None:
+            ap.error("--generated needs --index")
+        generated(args.index, args.generated, args.name, args.out)
+        return
     if args.summary:
         saved = json.loads(args.summary.read_text())
         raw = saved.pop("queries")
@@ -489,6 +503,38 @@ def main() -> None:
     doc["machine"] = f"{platform.machine()}, {torch.get_num_threads()} torch threads"
     doc["wall_s"] = round(time.monotonic() - t0, 1)
     write(summarise(doc, raw), raw, args.out)
+
+
+def generated(index_dir: Path, folders: list[Path], name: str, out: Path) -> None:
+    """Every WAV/FLAC clip of ``folders`` searched for near copies; each clip's best candidate, flagged or not."""
+    search = CopySearch(Index(index_dir))
+    if search.note:
+        raise SystemExit(f"{index_dir}: {search.note}")
+    keep = ("track_id", "title", "artist", "score", "transposition_semitones", "tempo_ratio", "similarity", "start_s",
+            "end_s", "query_start_s", "query_end_s")
+    rows = []
+    for folder in folders:
+        for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in (".wav", ".flac")):
+            y, sr = audio_io.load(path)
+            entries = search.scored(y, sr)
+            top = {k: entries[0][k] for k in keep} if entries else None
+            rows.append({"folder": str(folder), "clip": path.name, "best": top,
+                         "flagged": bool(top and top["score"] >= verify.Z_MIN)})
+    doc = {"name": name, "index": str(index_dir), "threshold": verify.Z_MIN, "clips": rows,
+           "flagged": sum(r["flagged"] for r in rows)}
+    lines = [f"# Near copies in generated clips: {name}", "", f"Index {index_dir}; threshold {verify.Z_MIN}; "
+             f"**{doc['flagged']} of {len(rows)} clips flagged**.", "",
+             "| folder | clip | flagged | best track | score | transposition | tempo ratio | clip span = track span |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        b = r["best"]
+        lines.append(f"| {Path(r['folder']).name} | {r['clip']} | {'yes' if r['flagged'] else 'no'} | "
+                     + (f"{b['title']} | {b['score']} | {b['transposition_semitones']:+d} | {b['tempo_ratio']} | "
+                        f"{b['query_start_s']}–{b['query_end_s']} s = {b['start_s']}–{b['end_s']} s |" if b else "– | – | – | – | – |"))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}-generated.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (out / f"{name}-generated.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def write(doc: dict[str, Any], raw: dict[str, Any], out: Path) -> None:
