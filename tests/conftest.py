@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -43,17 +44,22 @@ def tiny_catalogue(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_catalogue(tmp_path_factory.mktemp("catalogue"))
 
 
-@pytest.fixture(scope="session")
-def tiny_index(tmp_path_factory: pytest.TempPathFactory, tiny_model: tuple[Path, Path], tiny_catalogue: Path) -> Path:
+def build_tiny(catalogue: Path, out: Path, tiny_model: tuple[Path, Path], settings: Any) -> Path:
+    """``catalogue`` indexed into ``out`` with the tiny model (a fixture's shared index)."""
     from tda_plugin.adapters.stable_audio import load
     from tda_plugin.index.builder import build_index
-    from tda_plugin.settings import IndexSettings
 
     ckpt, cfg = tiny_model
-    out = tmp_path_factory.mktemp("index") / "idx"
-    build_index(tiny_catalogue, out, load(ckpt, model_config=cfg), checkpoint=ckpt, model_config=cfg,
-                settings=IndexSettings(draws=4, fisher_segments=6, shard_size=4))
+    build_index(catalogue, out, load(ckpt, model_config=cfg), checkpoint=ckpt, model_config=cfg, settings=settings)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_index(tmp_path_factory: pytest.TempPathFactory, tiny_model: tuple[Path, Path], tiny_catalogue: Path) -> Path:
+    from tda_plugin.settings import IndexSettings
+
+    return build_tiny(tiny_catalogue, tmp_path_factory.mktemp("index") / "idx", tiny_model,
+                      IndexSettings(draws=4, fisher_segments=6, shard_size=4))
 
 
 @pytest.fixture(scope="session")

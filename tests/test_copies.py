@@ -23,7 +23,7 @@ from tda_plugin.index.store import Index
 from tda_plugin.settings import AttributeSettings, IndexSettings, UnlearnSettings
 from tda_plugin.sinks import SinkOptions, write_credits
 
-from .conftest import SR
+from .conftest import SR, build_tiny
 
 SMALL = AttributeSettings(UnlearnSettings(unlearn_draws=2, alpha=1e-7), candidates="all", top=4)
 
@@ -91,14 +91,8 @@ def melodies(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def melody_index(tmp_path_factory: pytest.TempPathFactory, tiny_model: tuple[Path, Path], melodies: Path) -> Path:
-    from tda_plugin.adapters.stable_audio import load
-    from tda_plugin.index.builder import build_index
-
-    ckpt, cfg = tiny_model
-    out = tmp_path_factory.mktemp("melody-index") / "idx"
-    build_index(melodies, out, load(ckpt, model_config=cfg), checkpoint=ckpt, model_config=cfg,
-                settings=IndexSettings(draws=1, fisher_segments=2, shard_size=4))
-    return out
+    return build_tiny(melodies, tmp_path_factory.mktemp("melody-index") / "idx", tiny_model,
+                      IndexSettings(draws=1, fisher_segments=2, shard_size=4))
 
 
 def _track(melodies: Path, k: int) -> np.ndarray:
