@@ -4,8 +4,11 @@
                              --catalogue real=eval/real-lds/lds.json[,...] [--sizes 72,204,21000] [--time-on INDEX]
 
 Accuracy comes from the commands' own JSON: each method's LDS (``tda eval lds``) and per-artist agreement
-(``tda eval artists``: mean Spearman of its artist shares with the true rises), per query, so that every method is
-tested against the best point with the paired two-sided Wilcoxon test the commands use.
+(``tda eval artists``: the Spearman of its artist shares with the true rises, ``artist_spearman``, and whether the
+artist it pays most is the one whose removal hurts most, ``artist_top``), per query, so that every method is tested
+against the best point with the paired two-sided Wilcoxon test the commands use. Beside each method's cost, what a
+query reads per catalogue segment (``stored per segment``): a method that needs each segment's whole gradient either
+stores it (4 bytes per differentiated parameter per segment) or recomputes it for every query.
 
 Cost is a query's work in forward-row equivalents (one row: one segment under one draw through the network,
 ≈ 2·P·T FLOPs for P parameters and T tokens), counted from the model's own shapes for each catalogue size N:
@@ -23,7 +26,8 @@ With ``--time-on INDEX`` it also measures CPU seconds of one query on that index
 defaults and its prompted mode, and the TRAK/EK-FAC query path with the catalogue's features precomputed.
 
 The default is the cheapest point (at the largest N) whose LDS and per-artist agreement are not significantly
-below the best point's on any catalogue (paired, two-sided, α = 0.05). Writes bench/results/frontier.{json,md,png}.
+below the best point's on any catalogue (paired, two-sided, α = 0.05); ``--choose-on`` says it again on a subset of
+the metrics. Writes bench/results/frontier.{json,md,png}.
 """
 from __future__ import annotations
 
@@ -91,8 +95,25 @@ def accuracy(paths: list[Path]) -> dict[str, dict[str, list[float]]]:
         if doc["experiment"] == "lds":
             out["lds"] = {m: list(v) for m, v in doc["per_query"].items()}
         elif doc["experiment"] == "artists":
-            out["artists"] = {m: [r["spearman"] for r in v] for m, v in doc["per_query"].items()}
+            out["artist_spearman"] = {m: [r["spearman"] for r in v] for m, v in doc["per_query"].items()}
+            out["artist_top"] = {m: [r["top_hit"] for r in v] for m, v in doc["per_query"].items()}
     return out
+
+
+def stored_bytes(method: str, shapes: dict[str, Any]) -> float | None:
+    """Catalogue-side floats (float32) a query reads per segment beyond what every method keeps (the latents): the
+    D cached baseline losses and the sensitivity (unlearning), the projected gradient (TRAK at k) or the whole
+    gradient of the differentiated subset (unprojected TRAK, EK-FAC, K-FAC), unless it is recomputed per query."""
+    if method.startswith("unlearning"):
+        return 4.0 * (shapes["draws"] + 1)
+    if method.startswith("trak:"):
+        k = method.split(":")[1]
+        return 4.0 * (shapes["p"] if k == "exact" else int(k))
+    if method in ("ekfac", "kfac", "first_order", "first_order:none"):
+        return 4.0 * shapes["p"]
+    if method.startswith("similar:") or method == "random":
+        return 0.0
+    return None
 
 
 def timed_queries(index: Path, count: int) -> dict[str, float]:
@@ -166,6 +187,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="72,204,21000", help="catalogue sizes N to cost a query at")
     ap.add_argument("--time-on", type=Path, help="an index to measure CPU seconds per query on (one thread)")
     ap.add_argument("--time-queries", type=int, default=4)
+    ap.add_argument("--choose-on", help="also choose on these metrics only (comma-separated: lds, artist_spearman, "
+                                         "artist_top)")
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     args = ap.parse_args()
     sizes = [int(v) for v in args.sizes.split(",")]
@@ -181,25 +204,32 @@ def main() -> None:
     seconds = timed_queries(args.time_on, args.time_queries) if args.time_on else {}
     table = []
     for m in methods:
-        row: dict[str, Any] = {"method": m, "rows": {str(n): rows(m, n, shapes) for n in sizes}, "cpu_s": seconds.get(m)}
+        row: dict[str, Any] = {"method": m, "rows": {str(n): rows(m, n, shapes) for n in sizes}, "cpu_s": seconds.get(m),
+                               "stored_bytes_per_segment": stored_bytes(m, shapes)}
         for cat, by_metric in metrics.items():
             for metric, per in by_metric.items():
                 if m in per:
                     row[f"{cat}:{metric}"] = mean_interval(per[m])
         table.append(row)
     choice = choose(table, metrics, max(sizes))
+    chosen_on = [m.strip() for m in args.choose_on.split(",")] if args.choose_on else []
+    narrowed = {c: {m: v for m, v in by.items() if m in chosen_on} for c, by in metrics.items()}
+    second = choose(table, narrowed, max(sizes)) if chosen_on else None
     generation = seconds.get("generation (100 steps)")
     doc = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "shapes": {k: v for k, v in shapes.items() if k != "layers"},
-           "sizes": sizes, "table": table, "choice": choice, "alpha": ALPHA, "generation_cpu_s": generation}
+           "sizes": sizes, "table": table, "choice": choice, "alpha": ALPHA, "generation_cpu_s": generation,
+           "choice_on": {"metrics": chosen_on, **second} if second else None}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "frontier.json").write_text(json.dumps(doc, indent=1, default=str))
     cols = [f"{c}:{m}" for c, by in metrics.items() for m in by]
     lines = ["| method | " + " | ".join(cols) + " | " + " | ".join(f"rows/query at N={n:,}" for n in sizes)
-             + " | CPU s/query | × a 100-step generation |", "|---" * (3 + len(cols) + len(sizes)) + "|"]
+             + " | stored per segment | CPU s/query | × a 100-step generation |", "|---" * (4 + len(cols) + len(sizes)) + "|"]
     for row in sorted(table, key=lambda r: -np.nan_to_num(r.get(cols[0], {}).get("mean", np.nan), nan=-9)):
         cells = [f"{row[c]['mean']:.3f} [{row[c]['low']:.3f}, {row[c]['high']:.3f}]" if c in row else "–" for c in cols]
         cost = ["–" if row["rows"][str(n)] is None else f"{row['rows'][str(n)]:,.0f}" for n in sizes]
+        stored = row["stored_bytes_per_segment"]
         lines.append(f"| {row['method']} | " + " | ".join(cells) + " | " + " | ".join(cost) + " | "
+                     + ("–" if stored is None else _size(stored)) + " | "
                      + ("–" if row["cpu_s"] is None else f"{row['cpu_s']:.2f}") + " | "
                      + ("–" if row["cpu_s"] is None or not generation else f"{row['cpu_s'] / generation:.2f}") + " |")
     if generation:
@@ -208,9 +238,16 @@ def main() -> None:
     verdict = (f"\nThe cheapest point at N = {max(sizes):,} not significantly below the best on any catalogue and metric "
                f"(paired, two-sided, α = {ALPHA}): **{choice['method']}**.\n" + "".join(
                    f"- {m}: {'; '.join(f)}\n" for m, f in choice["rejected_cheaper"].items() if f))
+    if second:
+        verdict += (f"\nThe same rule on {', '.join(chosen_on)} only: **{second['method']}**.\n" + "".join(
+            f"- {m}: {'; '.join(f)}\n" for m, f in second["rejected_cheaper"].items() if f))
     (args.out / "frontier.md").write_text("\n".join(lines) + "\n" + verdict)
     print("\n".join(lines) + "\n" + verdict)
     plot(table, cols, max(sizes), args.out / "frontier.png")
+
+
+def _size(n: float) -> str:
+    return next(f"{n / u:.3g} {name}" for u, name in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB"), (1.0, "B")) if n >= u or u == 1.0)
 
 
 def plot(table: list[dict[str, Any]], cols: list[str], size: int, path: Path) -> None:
