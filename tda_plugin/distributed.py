@@ -13,7 +13,7 @@ unit order gives bit-identical results to a single process.
 from __future__ import annotations
 
 import os
-from typing import Sequence, TypeVar
+from typing import Callable, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -47,6 +47,15 @@ def is_main() -> bool:
 def mine(units: Sequence[T]) -> list[T]:
     """The units this rank computes: every K-th, starting at its rank."""
     return list(units[rank()::world()])
+
+
+def mine_pending(units: Sequence[T], done: Callable[[T], bool]) -> list[T]:
+    """This rank's share of the ``units`` not ``done`` yet (a resumed build skips finished work). Every rank reads
+    the finished work before any rank writes more (a barrier): a rank that wrote its first unit before a slower
+    rank looked would shorten that rank's list, shift its share, and leave a unit to no one."""
+    todo = [u for u in units if not done(u)]
+    barrier()
+    return mine(todo)
 
 
 def barrier() -> None:

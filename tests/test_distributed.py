@@ -92,3 +92,30 @@ def test_two_gloo_ranks_match_one_process(tmp_path: Path, tiny_model: tuple[Path
     single = json.loads(Path(f"{one}.scores-0-of-1.json").read_text())
     for rank in (0, 1):
         assert json.loads(Path(f"{two}.scores-{rank}-of-2.json").read_text()) == single
+
+
+def _pending_rank(rank: int, world: int, port: int, folder: str) -> None:
+    """Rank 0 finishes its first unit at once; rank 1 looks late. Both must still deal out the same list."""
+    import time
+
+    from tda_plugin import distributed
+
+    os.environ.update(_env(rank, world, port))
+    distributed.init_from_env()
+    done = lambda k: (Path(folder) / f"{k}.done").is_file()  # noqa: E731
+    if rank == 1:
+        time.sleep(1.0)  # without the barrier, rank 0's first unit is finished by now and rank 1's list is shorter
+    share = distributed.mine_pending(list(range(4)), done)
+    if rank == 0:
+        (Path(folder) / f"{share[0]}.done").touch()
+    Path(folder, f"share-{rank}.json").write_text(json.dumps(share))
+    distributed.barrier()
+    torch.distributed.destroy_process_group()
+
+
+def test_ranks_deal_out_pending_work_from_the_same_list(tmp_path: Path) -> None:
+    """A resumed build's unfinished units are read by every rank before any writes (the race seen in CI: a unit
+    left to no rank, so the next stage found its shard missing)."""
+    mp.spawn(_pending_rank, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    shares = [json.loads((tmp_path / f"share-{r}.json").read_text()) for r in range(2)]
+    assert shares == [[0, 2], [1, 3]]

@@ -66,7 +66,7 @@ def done(out: Path, shard: int) -> bool:
 
 def build_shards(out: Path, fingerprint: str, db: CatalogDB, tracks: dict[int, TrackRow]) -> None:
     """Write the copies file of every shard that lacks one (of this version); under torchrun, shards are dealt out."""
-    todo = distributed.mine([k for k in db.shards() if not done(out, k)])
+    todo = distributed.mine_pending(db.shards(), lambda k: done(out, k))
     with task("near-copy fingerprints", sum(len(db.segments(k)) for k in todo)) as advance:
         for k in todo:
             rows = db.segments(k)

@@ -297,10 +297,9 @@ def _build(corpus: Path, out: Path, adapter: ModelAdapter, checkpoint: Path, mod
         db = db or CatalogDB(out / "catalog.sqlite")
         tracks = db.tracks()
         shards = db.shards()
-        todo = [k for k in shards if not (out / shard_name(k)).is_file()]
-        resumed = len(shards) - len(todo)
+        resumed = sum((out / shard_name(k)).is_file() for k in shards)
         all_rows = db.segments()
-        mine = distributed.mine(todo)
+        mine = distributed.mine_pending(shards, lambda k: (out / shard_name(k)).is_file())
         with task("encoding", sum(len(db.segments(k)) for k in mine)) as advance:
             for k in mine:
                 rows = db.segments(k)
@@ -432,8 +431,7 @@ def _build_fisher(source: GradientSource, out: Path, meta: IndexMeta, rows: list
     by_id = {s.segment_id: s for s in rows}
     names = source.adapter.parameter_groups()["blocks"]
     chunks = [ids[i:i + FISHER_CHUNK] for i in range(0, len(ids), FISHER_CHUNK)]
-    todo = [j for j in range(len(chunks)) if not (out / _fisher_part(j)).is_file()]
-    mine = distributed.mine(todo)
+    mine = distributed.mine_pending(range(len(chunks)), lambda j: (out / _fisher_part(j)).is_file())
     keep = source.keeps_fisher_sample(len(ids))
     kept: dict[int, GradientChunk] = {}
     with task("fisher", sum(len(chunks[j]) for j in mine)) as advance:
@@ -485,7 +483,7 @@ def _gather_latents(out: Path, ids: list[int], by_id: dict[int, SegmentRow]) -> 
 
 def _build_statistics(source: GradientSource, out: Path, meta: IndexMeta, db: CatalogDB,
                       tracks: dict[int, TrackRow], settings: IndexSettings, kept: dict[int, GradientChunk]) -> None:
-    todo = distributed.mine([k for k in db.shards() if not _statistics_done(out, k)])
+    todo = distributed.mine_pending(db.shards(), lambda k: _statistics_done(out, k))
     if not todo:
         return
     adapter = source.adapter
