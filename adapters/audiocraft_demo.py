@@ -45,7 +45,9 @@ SHIPPED = Path(__file__).with_name("audiocraft_demo_model")
 #: the demo's model and training (docs/audiocraft.md, "The demo"). An EnCodec of 8 filters trained for 200 steps
 #: with a 32-band mel loss reconstructed crops that the independent style check placed at chance (6 of 48), and
 #: its LM's clips sounded like the prompted artist in 1 of 8; 16 filters, a 64-dimensional latent, 1 500
-#: steps at a lower rate and a 64-band mel loss on longer windows gave 41 of 48. The LM is wider and deeper.
+#: steps at a lower rate and a 64-band mel loss on longer windows gave 41 of 48 (bench/audiocraft_codec.py).
+#: The LM is wider and deeper. The shipped model was trained on one thread (its TRAINING.md), as torch's CPU sums
+#: depend on the thread count.
 RECIPE: dict[str, Any] = {
     "codec": {"n_filters": 16, "dimension": 64},
     "codec_training": {"steps": 1500, "lr": 1e-3, "n_mels": 64, "mel_scales": [7, 11]},
