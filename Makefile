@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
 
-.PHONY: demo test test-slow test-all toolkit-env venv clean demo-model
+.PHONY: demo test test-slow test-all toolkit-env venv clean demo-model demo-model-audiocraft
 
 $(BIN)/tda: pyproject.toml requirements/constraints.txt requirements/toolkits.txt requirements/toolkits-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ toolkit-env: venv
 # retrain the shipped demo model (adapters/stable_audio_demo_model/TRAINING.md): about an hour on 2 CPU cores
 demo-model: venv
 	$(BIN)/python -m tda_plugin.demo.ship
+
+# one thread, as the shipped model's TRAINING.md records (torch's CPU sums depend on the thread count)
+demo-model-audiocraft: venv
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m tda_plugin.demo.ship --adapter audiocraft
 
 clean:
 	rm -rf $(VENV) demo-out

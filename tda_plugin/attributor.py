@@ -438,7 +438,7 @@ class Attributor:
                     "prefilter": self.prefilter_basis(un, len(candidates)),
                     "stability": {"resamples": stability.RESAMPLES, "of": f"the {draws} loss draws",
                                   "settled_at": stability.SETTLED} if estimable else
-                    {"not_estimable": f"the index keeps {draws} loss draw: no resample differs from the result"}},
+                    {"not_estimable": self._why_not_estimable(draws)}},
             segments=segs, credits=credits, artists=artists, scores=scores)
         if settings.copies:
             with stage("near copies"):
@@ -446,6 +446,15 @@ class Attributor:
             result.method["near_copies"] = self.copies.settings()
         result.vetoes = after_attribution(result.to_dict())
         return result
+
+    def _why_not_estimable(self, draws: int) -> str:
+        """Why resampling the loss draws cannot say whether the first credit is settled: a draw-free loss
+        (MusicGen's teacher-forced cross-entropy) has no randomness to resample, so "settled in N of N"
+        would be true of any result; otherwise the index kept too few draws."""
+        if getattr(self.adapter, "draw_free", False):
+            return ("the model's loss has no random draws: it is the same under every draw, so there is nothing "
+                    "to resample and the credits are one deterministic result")
+        return f"the index keeps {draws} loss draw: no resample differs from the result"
 
     def _gated(self, query: EncodedQuery, audio: shortlist.Scored, un: UnlearnSettings,
                settings: AttributeSettings) -> shortlist.Scored:

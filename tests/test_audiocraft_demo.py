@@ -27,5 +27,7 @@ def test_the_audiocraft_demo_runs_end_to_end(tmp_path: Path, monkeypatch: pytest
     for k in range(2):
         doc = json.loads((out / "clips" / f"clip_{k:02d}.wav.credits.json").read_text())
         assert doc["model"]["adapter"] == "audiocraft" and doc["credits"]
+        assert "no random draws" in doc["method"]["stability"]["not_estimable"]  # why "settled" has no count
     assert (out / "report.html").is_file()
+    assert "settled is not estimable (the model's loss has no random draws:" in " ".join(r.output.split())
     assert Index(out / "index").meta.index_settings.draws == 1  # MusicGen's loss has no draws to average

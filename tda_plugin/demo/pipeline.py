@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import soundfile as sf
 
+from ..adapters.audiocraft_demo import RECIPE as AUDIOCRAFT_RECIPE
 from ..atomic import atomic_path
 from ..attributor import AttributionResult, Attributor
 from ..catalog import read_catalog
@@ -113,13 +114,20 @@ def _audiocraft(tracks: list, model_dir: Path, *, train: bool, seed: int, device
     import torch
 
     from ..adapters.audiocraft import load as load_adapter
-    from ..adapters.audiocraft_toolkit import LM_FILE
-    from ..adapters.audiocraft_demo import train_demo_model
+    from ..adapters.audiocraft_demo import shipped_model, train_demo_model, with_steps
     from ..adapters.audiocraft_generation import gen_model, generate as generate_with_credits
+    from ..adapters.audiocraft_toolkit import COMPRESSION_FILE, LM_FILE
 
-    if not (model_dir / LM_FILE).is_file():  # a step budget, so machine load does not change the model
-        train_demo_model(tracks, model_dir, minutes=float("inf"), codec_steps=AUDIOCRAFT_STEPS[0],
-                         max_steps=AUDIOCRAFT_STEPS[1], seed=seed)
+    if not (model_dir / LM_FILE).is_file():
+        recipe = with_steps(AUDIOCRAFT_RECIPE, *AUDIOCRAFT_STEPS)  # a step budget: machine load cannot change the model
+        shipped = None if train else shipped_model(tracks, seed=seed, recipe=recipe)
+        if shipped is None:
+            train_demo_model(tracks, model_dir, recipe=recipe, seed=seed)
+        else:  # copied, so the demo's folder holds everything its index refers to
+            model_dir.mkdir(parents=True, exist_ok=True)
+            for name in (COMPRESSION_FILE, LM_FILE):
+                with atomic_path(model_dir / name) as tmp:
+                    shutil.copyfile(shipped / name, tmp)
 
     def generate(attributor: Attributor, prompt: str, i: int) -> tuple[np.ndarray, AttributionResult]:
         model = gen_model(attributor)
@@ -132,8 +140,8 @@ def _audiocraft(tracks: list, model_dir: Path, *, train: bool, seed: int, device
 
 
 DEMO_MODELS = {"stable-audio": _stable_audio, "audiocraft": _audiocraft}
-#: the audiocraft demo's (EnCodec, LM) training steps
-AUDIOCRAFT_STEPS = (200, 1200)
+#: the audiocraft demo's (EnCodec, LM) training steps: the shipped model's recipe's unless changed
+AUDIOCRAFT_STEPS = (AUDIOCRAFT_RECIPE["codec_training"]["steps"], AUDIOCRAFT_RECIPE["lm_training"]["steps"])
 
 
 def run_demo(out: Path, *, corpus: Path | None = None, train: bool = False, clips: int = 8, seed: int = 0,
