@@ -34,7 +34,7 @@ from safetensors.torch import load_file
 
 from tda_plugin import audio as audio_io
 from tda_plugin.atomic import write_tensors
-from tda_plugin.catalog import Track
+from tda_plugin.catalog import Track, hash_tracks
 from tda_plugin.errors import MissingDependencyError
 from tda_plugin.progress import task
 
@@ -65,13 +65,8 @@ def fingerprint(tracks: Sequence[Track], sample_rate: int, recipe: dict[str, Any
     """sha256 over the recipe (seed included), the sample rate and every track's audio bytes (in catalogue
     order): what the trained autoencoder is a function of. The DiT's training seed is not in it: models
     trained from other seeds on one catalogue share its autoencoder."""
-    h = hashlib.sha256(json.dumps({"recipe": recipe, "sample_rate": sample_rate}, sort_keys=True).encode())
-    for t in tracks:
-        h.update(t.path.encode())
-        with open(t.resolved, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-    return h.hexdigest()
+    header = json.dumps({"recipe": recipe, "sample_rate": sample_rate}, sort_keys=True).encode()
+    return hash_tracks(hashlib.sha256(header), tracks).hexdigest()
 
 
 def build(config: dict[str, Any], sample_rate: int) -> torch.nn.Module:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, Iterable
 
 from .errors import CatalogError
 
@@ -23,6 +24,17 @@ class Track:
     artist: str
     license: str
     caption: str | None
+
+
+def hash_tracks(h: Any, tracks: Iterable[Track], label: Callable[[Track], str] = lambda t: t.path) -> Any:
+    """Feed ``h`` (a hashlib object) each track's label and audio bytes, in catalogue order, and return it: what a
+    model trained on the catalogue is a function of, so that a changed file or another catalogue gets another hash."""
+    for t in tracks:
+        h.update(label(t).encode())
+        with open(t.resolved, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+    return h
 
 
 def catalog_csv(corpus: Path) -> Path:

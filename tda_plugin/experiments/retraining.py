@@ -30,7 +30,7 @@ from .. import audio as audio_io
 from ..adapter import Conditioning
 from ..atomic import atomic_path, write_json
 from ..attributor import Attributor, EncodedQuery
-from ..catalog import Track
+from ..catalog import Track, hash_tracks
 from ..errors import CatalogError, TdaError
 from ..index.builder import build_index
 from ..progress import stderr
@@ -67,13 +67,7 @@ def _digest(obj: Any) -> str:
 
 def catalogue_digest(tracks: Sequence[Track]) -> str:
     """Hash of every track's caption and audio bytes: the data a recipe trains on."""
-    h = hashlib.sha1()
-    for t in tracks:
-        h.update(f"{t.path}\0{t.caption}\0".encode())
-        with open(t.resolved, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
+    return hash_tracks(hashlib.sha1(), tracks, lambda t: f"{t.path}\0{t.caption}\0").hexdigest()
 
 
 def recipe_digest(recipe: TrainingRecipe) -> str:
