@@ -31,7 +31,7 @@ import torch
 from tda_plugin import audio as audio_io
 from tda_plugin.adapter import Conditioning
 from tda_plugin.atomic import atomic_path
-from tda_plugin.catalog import Track
+from tda_plugin.catalog import Track, hash_tracks
 from tda_plugin.progress import task
 from tda_plugin.randomness import make_draws
 
@@ -243,13 +243,8 @@ def _omega(cfg: dict[str, Any]) -> Any:
 def fingerprint(tracks: list[Track], recipe: dict[str, Any], seed: int) -> str:
     """sha256 over the recipe, the seed and every track's audio bytes (in catalogue order): what a model
     trained by :func:`train_demo_model` is a function of (on one machine and torch build)."""
-    h = hashlib.sha256(json.dumps({"recipe": recipe, "seed": seed}, sort_keys=True).encode())
-    for t in tracks:
-        h.update(t.path.encode())
-        with open(t.resolved, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-    return h.hexdigest()
+    header = json.dumps({"recipe": recipe, "seed": seed}, sort_keys=True).encode()
+    return hash_tracks(hashlib.sha256(header), tracks).hexdigest()
 
 
 def checkpoint_fingerprint(ckpt_dir: Path) -> str | None:
