@@ -16,12 +16,11 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import soundfile as sf
 
-from ..adapters.audiocraft_demo import RECIPE as AUDIOCRAFT_RECIPE
 from ..atomic import atomic_path
 from ..attributor import AttributionResult, Attributor
 from ..catalog import read_catalog
@@ -91,11 +90,8 @@ def _stable_audio(tracks: list, model_dir: Path, *, train: bool, seed: int, devi
         shipped = None if train else shipped_model(tracks, seed=seed)
         if shipped is None:
             train_demo_model(tracks, model_dir, seed=seed)
-        else:  # copied, so the demo's folder holds everything its index refers to
-            model_dir.mkdir(parents=True, exist_ok=True)
-            for src, dst in zip(shipped, (ckpt, cfg)):
-                with atomic_path(dst) as tmp:
-                    shutil.copyfile(src, tmp)
+        else:
+            _copy_shipped(zip(shipped, (ckpt, cfg)))
 
     def generate(attributor: Attributor, prompt: str, i: int) -> tuple[np.ndarray, AttributionResult]:
         # timing conditioning as in training: the start of a track of typical length
@@ -109,25 +105,31 @@ def _stable_audio(tracks: list, model_dir: Path, *, train: bool, seed: int, devi
     return DemoModel(load_adapter(ckpt, model_config=cfg, device=device), ckpt, cfg, generate)
 
 
+def _copy_shipped(pairs: Iterable[tuple[Path, Path]]) -> None:
+    """Copy a shipped model's files into the demo's folder, so that it holds everything its index refers to."""
+    for src, dst in pairs:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
+
+
 def _audiocraft(tracks: list, model_dir: Path, *, train: bool, seed: int, device: str, steps: int,
                 settings: AttributeSettings) -> DemoModel:
     import torch
 
     from ..adapters.audiocraft import load as load_adapter
-    from ..adapters.audiocraft_demo import shipped_model, train_demo_model, with_steps
+    from ..adapters.audiocraft_demo import RECIPE, shipped_model, train_demo_model, with_steps
     from ..adapters.audiocraft_generation import gen_model, generate as generate_with_credits
     from ..adapters.audiocraft_toolkit import COMPRESSION_FILE, LM_FILE
 
     if not (model_dir / LM_FILE).is_file():
-        recipe = with_steps(AUDIOCRAFT_RECIPE, *AUDIOCRAFT_STEPS)  # a step budget: machine load cannot change the model
+        # a step budget, so that machine load cannot change the model
+        recipe = RECIPE if AUDIOCRAFT_STEPS is None else with_steps(RECIPE, *AUDIOCRAFT_STEPS)
         shipped = None if train else shipped_model(tracks, seed=seed, recipe=recipe)
         if shipped is None:
             train_demo_model(tracks, model_dir, recipe=recipe, seed=seed)
-        else:  # copied, so the demo's folder holds everything its index refers to
-            model_dir.mkdir(parents=True, exist_ok=True)
-            for name in (COMPRESSION_FILE, LM_FILE):
-                with atomic_path(model_dir / name) as tmp:
-                    shutil.copyfile(shipped / name, tmp)
+        else:
+            _copy_shipped((shipped / name, model_dir / name) for name in (COMPRESSION_FILE, LM_FILE))
 
     def generate(attributor: Attributor, prompt: str, i: int) -> tuple[np.ndarray, AttributionResult]:
         model = gen_model(attributor)
@@ -140,8 +142,8 @@ def _audiocraft(tracks: list, model_dir: Path, *, train: bool, seed: int, device
 
 
 DEMO_MODELS = {"stable-audio": _stable_audio, "audiocraft": _audiocraft}
-#: the audiocraft demo's (EnCodec, LM) training steps: the shipped model's recipe's unless changed
-AUDIOCRAFT_STEPS = (AUDIOCRAFT_RECIPE["codec_training"]["steps"], AUDIOCRAFT_RECIPE["lm_training"]["steps"])
+#: the audiocraft demo's (EnCodec, LM) training steps; None: the shipped model's recipe's own
+AUDIOCRAFT_STEPS: tuple[int, int] | None = None
 
 
 def run_demo(out: Path, *, corpus: Path | None = None, train: bool = False, clips: int = 8, seed: int = 0,

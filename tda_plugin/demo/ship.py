@@ -16,8 +16,10 @@ import json
 import platform
 import tempfile
 import time
+from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -25,16 +27,22 @@ from ..adapters import audiocraft_demo
 from ..adapters import stable_audio_autoencoder as autoencoder
 from ..adapters.stable_audio_demo import DIT_STEPS, SHIPPED, train_demo_model
 from ..atomic import atomic_path
-from ..catalog import read_catalog
+from ..catalog import Track, read_catalog
 from .synth import synthesise_catalogue
+
+
+@contextmanager
+def synthetic_tracks(seed: int) -> Iterator[list[Track]]:
+    """The seed's synthetic catalogue, in a folder that lives as long as the context (what the shipped models train on)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        synthesise_catalogue(Path(tmp) / "catalogue", seed=seed)
+        yield read_catalog(Path(tmp) / "catalogue")
 
 
 def ship(out: Path = SHIPPED, *, seed: int = 0) -> Path:
     """Train the demo model on the seed's synthetic catalogue and write it, with TRAINING.md, to ``out``."""
     start = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp:
-        synthesise_catalogue(Path(tmp) / "catalogue", seed=seed)
-        tracks = read_catalog(Path(tmp) / "catalogue")
+    with synthetic_tracks(seed) as tracks:
         _, config = train_demo_model(tracks, out, seed=seed)
         key = autoencoder.fingerprint(tracks, int(json.loads(config.read_text())["sample_rate"]))
     write_training_note(out, seed=seed, seconds=time.monotonic() - start, fingerprint=key)
@@ -72,11 +80,10 @@ round differently, so a retrained model is equivalent, not bit-identical.
 def ship_audiocraft(out: Path = audiocraft_demo.SHIPPED, *, seed: int = 0) -> Path:
     """Train the audiocraft demo model on the seed's synthetic catalogue and write it, with TRAINING.md, to ``out``."""
     start = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp:
-        synthesise_catalogue(Path(tmp) / "catalogue", seed=seed)
-        tracks = read_catalog(Path(tmp) / "catalogue")
+    with synthetic_tracks(seed) as tracks:
         audiocraft_demo.train_demo_model(tracks, out, seed=seed)
-        key = audiocraft_demo.fingerprint(tracks, audiocraft_demo.RECIPE, seed)
+    key = audiocraft_demo.checkpoint_fingerprint(out)  # what train_demo_model recorded
+    assert key is not None
     write_audiocraft_note(out, seed=seed, seconds=time.monotonic() - start, fingerprint=key)
     return out
 
