@@ -148,6 +148,19 @@ def _load_tracks(tracks: list[Track], sample_rate: int, min_samples: int) -> lis
     return out
 
 
+def codes_used(compression: torch.nn.Module, audio: list[torch.Tensor]) -> list[int]:
+    """How many distinct codes each codebook gives ``audio`` (whole tracks, cut to whole frames): a codec that
+    collapsed to a few codes cannot tell its catalogue's segments apart."""
+    hop = compression.sample_rate // compression.frame_rate
+    used: list[set[int]] = [set() for _ in range(compression.num_codebooks)]
+    with torch.no_grad():
+        for a in audio:
+            codes, _ = compression.encode(a[None, :, : a.shape[-1] - a.shape[-1] % hop])
+            for k, book in enumerate(used):
+                book.update(codes[0, k].tolist())
+    return [len(book) for book in used]
+
+
 def with_steps(recipe: dict[str, Any], codec_steps: int, lm_steps: int) -> dict[str, Any]:
     """``recipe`` with other step budgets (a shorter run of the same recipe, as the quick tests train)."""
     out = json.loads(json.dumps(recipe))

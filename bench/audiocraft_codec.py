@@ -34,14 +34,11 @@ CROP = 16000  # 2 s at 8 kHz: the LM's training segment
 def measure(compression: torch.nn.Module, loaded: list, classifier: StyleClassifier) -> dict[str, object]:
     """Codes used and surviving per codebook, mean SNR (dB) over whole tracks, and style-check hits on crops."""
     hop = compression.sample_rate // compression.frame_rate
-    used = [set() for _ in range(compression.num_codebooks)]
     snrs, survive, hits = [], [], 0
     with torch.no_grad():
         for track, audio, _ in loaded:
             x = audio[None, :, : audio.shape[-1] - audio.shape[-1] % hop]
             codes, _ = compression.encode(x)
-            for k, book in enumerate(used):
-                book.update(codes[0, k].tolist())
             y = compression.decode(codes, None)[..., : x.shape[-1]]
             snrs.append(float(10 * torch.log10(x.pow(2).sum() / (x - y).pow(2).sum())))
             survive.append((compression.encode(y)[0] == codes).float().mean(dim=(0, 2)))
@@ -49,7 +46,7 @@ def measure(compression: torch.nn.Module, loaded: list, classifier: StyleClassif
                 crop = audio[None, :, off:off + CROP]
                 heard = compression.decode(compression.encode(crop)[0], None)[0].numpy()
                 hits += classifier.predict(heard, compression.sample_rate) == track.artist
-    return {"codes_used": [len(b) for b in used], "of": compression.cardinality,
+    return {"codes_used": audiocraft_demo.codes_used(compression, [a for _, a, _ in loaded]), "of": compression.cardinality,
             "survive_reencode": [round(float(v), 3) for v in torch.stack(survive).mean(0)],
             "snr_db": round(sum(snrs) / len(snrs), 2), "style_check_on_reconstructions": f"{hits}/{2 * len(loaded)}",
             "style_check_on_originals": f"{classifier.held_out_accuracy():.3f} (held-out accuracy)"}
