@@ -192,8 +192,10 @@ def run_demo(out: Path, *, corpus: Path | None = None, train: bool = False, clip
     summary = [("The model's clips sound like the prompted artist (independent check)", f"{fit.hits} of {fit.total} clips"),
                ("The prompted artist is credited first", f"{run.styles_credited_first} of {len(run.clips)} clips"),
                (f"The first artist stays first in ≥ {SETTLED:.0%} of resamples of the model's loss draws",
-                f"{run.artists_settled} of {len(run.clips)} clips" if run.artists_settled is not None
-                else f"not estimable: {run.not_estimable}")]
+                f"{run.artists_settled} of {len(run.clips)} clips") if run.artists_settled is not None else
+               # the reason in the label's small type: the value is shown in the figures' large one
+               (f"Whether the first artist stays first under resampled loss draws: {run.not_estimable}",
+                "not estimable")]
     run.report = build_report([wav for wav, r in run.clips if not r.vetoes], out / "report.html", index=out / "index",
                               title="tda-plugin demo: who made this music?", summary=summary,
                               segment_players=5)  # eight clips, top five segments each: a page under 1 MB
